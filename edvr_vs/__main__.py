@@ -1,0 +1,5 @@
+import sys
+
+from edvr_vs.cli import main
+
+sys.exit(main())

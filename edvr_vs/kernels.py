@@ -1,0 +1,124 @@
+"""CUDA kernels from ``kernels/*.cu``, compiled with CuPy (NVRTC) and run on torch tensors.
+
+- Sources ship inside the package (``edvr_vs.kernel_src``) and are read from there.
+- Compiled modules are cached per (source text, options, device architecture), in
+  memory here and on disk by CuPy, so a changed source or macro recompiles.
+- Kernels run on torch's current CUDA stream; tensors pass zero-copy through DLPack
+  (no host synchronisation). fp16/bf16 tensors travel as int16 views, since CuPy
+  has no bfloat16 dtype; the kernels read the bits as ``__half``/``__nv_bfloat16``.
+- A compile error raises ``KernelCompileError`` carrying NVRTC's log.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from pathlib import Path
+
+import torch
+
+SOURCE_PACKAGE = "edvr_vs.kernel_src"
+DEFAULT_DEFINES: dict[str, dict[str, int]] = {"deform_sample.cu": {"DS_UNROLL": 8}}
+_SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+THREADS = 256
+
+
+class KernelCompileError(RuntimeError):
+    """NVRTC rejected a kernel source; the message holds the compiler's log."""
+
+
+def source_names() -> list[str]:
+    """Every ``.cu`` file shipped with the package."""
+    root = importlib.resources.files(SOURCE_PACKAGE)
+    return sorted(p.name for p in root.iterdir() if p.name.endswith(".cu"))
+
+
+def read_source(name: str) -> str:
+    return importlib.resources.files(SOURCE_PACKAGE).joinpath(name).read_text()
+
+
+def cuda_include_dirs() -> list[str]:
+    """CUDA headers from the nvidia pip wheels (torch's CUDA build installs them)."""
+    dirs = []
+    try:
+        import nvidia  # namespace package of the nvidia-* wheels
+
+        for base in nvidia.__path__:
+            dirs += [str(p) for p in Path(base).glob("*/include") if (p / "cuda_fp16.h").exists()]
+    except ImportError:
+        pass
+    return sorted(set(dirs))
+
+
+def compile_options(name: str, defines: dict[str, int] | None = None) -> tuple[str, ...]:
+    """NVRTC options: C++17, the tuning macros (defaults overridden by ``defines``), includes."""
+    macros = DEFAULT_DEFINES.get(name, {}) | (defines or {})
+    return ("--std=c++17", *(f"-D{k}={v}" for k, v in sorted(macros.items())),
+            *(f"-I{d}" for d in cuda_include_dirs()))
+
+
+@functools.lru_cache(maxsize=None)
+def _module(source: str, options: tuple[str, ...], arch: str):  # -> cupy.RawModule
+    import cupy
+
+    module = cupy.RawModule(code=source, options=options, backend="nvrtc")
+    try:
+        module.compile()
+    except cupy.cuda.compiler.CompileException as e:
+        raise KernelCompileError(f"NVRTC failed for {arch} with {' '.join(options)}:\n{e}") from None
+    return module
+
+
+def get_function(name: str, entry: str, device: torch.device, defines: dict[str, int] | None = None):
+    """The compiled ``extern "C"`` entry point ``entry`` of ``kernels/<name>`` for ``device``."""
+    major, minor = torch.cuda.get_device_capability(device)
+    return _module(read_source(name), compile_options(name, defines), f"sm_{major}{minor}").get_function(entry)
+
+
+def _dl(t: torch.Tensor):
+    import cupy
+
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.view(torch.int16)
+    return cupy.from_dlpack(t)
+
+
+def launch(name: str, entry: str, total: int, tensors: list[torch.Tensor], ints: list[int],
+           defines: dict[str, int] | None = None) -> None:
+    """Run ``entry`` with one thread per item (``total``) on torch's current stream."""
+    import cupy
+
+    device = tensors[0].device
+    fn = get_function(name, entry, device, defines)
+    stream = torch.cuda.current_stream(device)
+    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index):
+        args = [_dl(t) for t in tensors] + [cupy.int32(i) for i in ints]
+        blocks = (total + THREADS - 1) // THREADS
+        if blocks:
+            fn((blocks,), (THREADS,), tuple(args))
+
+
+def sample_columns_cuda(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> torch.Tensor:
+    """``kernels/deform_sample.cu``: same contract as ``edvr_vs.nn.dcn.sample_columns_torch``."""
+    if x.dtype not in _SUFFIX:
+        raise TypeError(f"deform_sample: dtype {x.dtype} not supported (fp32, fp16, bf16)")
+    b, c, h, w = x.shape
+    kh, kw = kernel_size
+    ho, wo = offset.shape[-2:]
+    g = mask.shape[1] // (kh * kw)
+    x_nhwc = x.permute(0, 2, 3, 1).contiguous()
+    offset = offset.to(x.dtype).contiguous()
+    mask = mask.to(x.dtype).contiguous()
+    cols = torch.empty(b, ho * wo, g * kh * kw * (c // g), device=x.device, dtype=x.dtype)
+    launch("deform_sample.cu", f"deform_sample_{_SUFFIX[x.dtype]}", b * g * ho * wo,
+           [x_nhwc, offset, mask, cols],
+           [b, h, w, c, ho, wo, g, kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]])
+    return cols

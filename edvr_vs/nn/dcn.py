@@ -1,0 +1,255 @@
+"""Modulated deformable convolution (DCNv2) with swappable sampling backends.
+
+A deformable convolution is split into two steps that every backend shares:
+
+1. *sampling*: bilinear samples of the input at the deformed kernel positions,
+   times the modulation mask, written as a column buffer of shape
+   ``(b, ho * wo, G * K * Cg)`` with the innermost order (group, kernel
+   position, channel of the group). Pixel-major rows and channel-innermost
+   columns make step 2 one plain matrix product.
+2. *GEMM*: ``columns @ weight`` (weight reordered to the same column order),
+   plus bias; ``torch.matmul`` here, cuBLAS on the GPU.
+
+Backends implement step 1 only:
+
+``torch``     the pure-torch reference written here (any device, any float dtype);
+``cupy``      a CUDA raw kernel (``kernels/deform_sample.cu``) on CUDA tensors.
+
+Conventions are those of ``torchvision.ops.deform_conv2d`` and BasicSR's
+``DCNv2Pack``: ``offset`` has ``2 * G * K`` channels ordered (group, kernel
+position, (dy, dx)); ``mask`` has ``G * K`` channels ordered (group, kernel
+position); a sample whose position lies at or beyond one pixel outside the
+image (``y <= -1``, ``y >= h``, ``x <= -1`` or ``x >= w``) is zero, and inside
+that band each of the four bilinear taps that falls outside the image counts
+as zero.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import nn
+
+Pair = tuple[int, int]
+BackendName = Literal["auto", "torch", "cupy"]
+# sampler(x, offset, mask, kernel_size, stride, padding, dilation) -> columns
+Sampler = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Pair, Pair, Pair, Pair], torch.Tensor]
+
+
+def _pair(v: int | tuple[int, int], name: str) -> Pair:
+    if isinstance(v, int):
+        v = (v, v)
+    if len(v) != 2 or not all(isinstance(i, int) for i in v):
+        raise ValueError(f"deform_conv2d: {name!r} must be an int or two ints, got {v!r}")
+    return (int(v[0]), int(v[1]))
+
+
+def output_size(h: int, w: int, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
+    """Output (height, width) of a convolution over an ``h`` × ``w`` input."""
+    ho = (h + 2 * padding[0] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
+    return ho, wo
+
+
+def sample_columns_torch(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+) -> torch.Tensor:
+    """Pure-torch deformable sampling (the reference for every other backend).
+
+    Args:
+        x: input, ``(b, C, h, w)``.
+        offset: ``(b, 2 * G * K, ho, wo)``, in pixels, (dy, dx) per kernel position.
+        mask: modulation, ``(b, G * K, ho, wo)`` (already through a sigmoid).
+
+    Returns:
+        columns ``(b, ho * wo, G * K * Cg)``, dtype of ``x``.
+    """
+    b, c, h, w = x.shape
+    kh, kw = kernel_size
+    k = kh * kw
+    ho, wo = offset.shape[-2:]
+    g = mask.shape[1] // k
+    cg = c // g
+    dtype, device = x.dtype, x.device
+
+    # Undeformed sampling positions, exact integers: (ho, wo, K) each.
+    rows = torch.arange(ho, device=device, dtype=dtype) * stride[0] - padding[0]
+    cols = torch.arange(wo, device=device, dtype=dtype) * stride[1] - padding[1]
+    ki = (torch.arange(kh, device=device, dtype=dtype) * dilation[0]).repeat_interleave(kw)
+    kj = (torch.arange(kw, device=device, dtype=dtype) * dilation[1]).repeat(kh)
+    base_y = rows[:, None, None] + ki[None, None, :]
+    base_x = cols[None, :, None] + kj[None, None, :]
+
+    # Deformed positions, laid out (b, ho, wo, G, K) so the result needs no permute.
+    off = offset.view(b, g, k, 2, ho, wo).permute(0, 4, 5, 1, 2, 3)
+    py = base_y[:, :, None, :] + off[..., 0]
+    px = base_x[:, :, None, :] + off[..., 1]
+    inside = (py > -1) & (py < h) & (px > -1) & (px < w)
+
+    y0 = torch.floor(py)
+    x0 = torch.floor(px)
+    ly, lx = py - y0, px - x0
+    hy, hx = 1 - ly, 1 - lx
+    y0, x0 = y0.long(), x0.long()
+
+    # One row per (image, group, pixel) plus a final zero row for taps outside.
+    table = x.reshape(b, g, cg, h * w).transpose(2, 3).reshape(b * g * h * w, cg)
+    table = torch.cat([table, table.new_zeros(1, cg)])
+    zero_row = b * g * h * w
+    plane = (torch.arange(b, device=device).view(b, 1, 1, 1, 1) * g
+             + torch.arange(g, device=device).view(1, 1, 1, g, 1)) * (h * w)
+
+    def tap(yy: torch.Tensor, xx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ok = inside & (yy >= 0) & (yy <= h - 1) & (xx >= 0) & (xx <= w - 1)
+        idx = torch.where(ok, plane + yy * w + xx, zero_row)
+        return weight.unsqueeze(-1) * table[idx]
+
+    val = tap(y0, x0, hy * hx)
+    val = val + tap(y0, x0 + 1, hy * lx)
+    val = val + tap(y0 + 1, x0, ly * hx)
+    val = val + tap(y0 + 1, x0 + 1, ly * lx)
+    val = val * mask.view(b, g, k, ho, wo).permute(0, 3, 4, 1, 2).unsqueeze(-1)
+    return val.reshape(b, ho * wo, g * k * cg)
+
+
+def _cupy_sampler() -> Sampler:
+    from edvr_vs.kernels import sample_columns_cuda  # CuPy is imported only here
+
+    return sample_columns_cuda
+
+
+_SAMPLERS: dict[str, Callable[[], Sampler]] = {
+    "torch": lambda: sample_columns_torch,
+    "cupy": _cupy_sampler,
+}
+
+
+def resolve_backend(backend: BackendName, device: torch.device) -> str:
+    """``auto`` → ``cupy`` on CUDA, ``torch`` elsewhere; anything else is checked."""
+    if backend == "auto":
+        return "cupy" if device.type == "cuda" else "torch"
+    if backend not in _SAMPLERS:
+        raise ValueError(f"deform_conv2d: 'backend' must be one of auto, {', '.join(_SAMPLERS)}, got {backend!r}")
+    if backend == "cupy" and device.type != "cuda":
+        raise ValueError(f"deform_conv2d: backend 'cupy' needs CUDA tensors, got device {device}")
+    return backend
+
+
+def deform_conv2d(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | Pair = 1,
+    padding: int | Pair = 0,
+    dilation: int | Pair = 1,
+    mask: torch.Tensor | None = None,
+    backend: BackendName = "auto",
+) -> torch.Tensor:
+    """Modulated deformable convolution, same signature and result as torchvision's.
+
+    Args:
+        x: ``(b, C, h, w)``. weight: ``(O, C, kh, kw)``. bias: ``(O,)`` or None.
+        offset: ``(b, 2 * G * kh * kw, ho, wo)``; G (deformable groups) follows from it.
+        mask: ``(b, G * kh * kw, ho, wo)``, or None for plain DCNv1 (all ones).
+
+    Returns:
+        ``(b, O, ho, wo)``.
+    """
+    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    b, c, h, w = x.shape
+    o, cw, kh, kw = weight.shape
+    k = kh * kw
+    if cw != c:
+        raise ValueError(f"deform_conv2d: weight expects {cw} input channels, x has {c} (groups are not supported)")
+    if offset.shape[1] % (2 * k):
+        raise ValueError(f"deform_conv2d: offset has {offset.shape[1]} channels, not a multiple of 2*{k}")
+    g = offset.shape[1] // (2 * k)
+    if c % g:
+        raise ValueError(f"deform_conv2d: {c} input channels do not split into {g} deformable groups")
+    ho, wo = output_size(h, w, (kh, kw), stride, padding, dilation)
+    if tuple(offset.shape) != (b, 2 * g * k, ho, wo):
+        raise ValueError(f"deform_conv2d: offset shape {tuple(offset.shape)}, expected {(b, 2 * g * k, ho, wo)}")
+    if mask is None:
+        mask = x.new_ones(b, g * k, ho, wo)
+    elif tuple(mask.shape) != (b, g * k, ho, wo):
+        raise ValueError(f"deform_conv2d: mask shape {tuple(mask.shape)}, expected {(b, g * k, ho, wo)}")
+
+    sampler = _SAMPLERS[resolve_backend(backend, x.device)]()
+    columns = sampler(x.contiguous(), offset.contiguous(), mask.contiguous(), (kh, kw), stride, padding, dilation)
+    w2 = weight.view(o, g, c // g, k).permute(0, 1, 3, 2).reshape(o, g * k * (c // g))
+    out = columns @ w2.t()
+    if bias is not None:
+        out = out + bias
+    return out.transpose(1, 2).reshape(b, o, ho, wo)
+
+
+class DCNv2Pack(nn.Module):
+    """BasicSR's ``DCNv2Pack``: offsets and mask come from a conv over a second feature map.
+
+    ``conv_offset`` maps the offset features to ``3 * G * kh * kw`` channels,
+    chunked into (o1, o2, mask): ``offset = cat(o1, o2)``, ``mask = sigmoid``.
+    Parameter names (``weight``, ``bias``, ``conv_offset.*``) match BasicSR's.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Pair = 3,
+        stride: int | Pair = 1,
+        padding: int | Pair = 1,
+        dilation: int | Pair = 1,
+        deformable_groups: int = 8,
+        backend: BackendName = "auto",
+        check_offsets: bool = False,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        self.dilation = _pair(dilation, "dilation")
+        self.deformable_groups = deformable_groups
+        self.backend: BackendName = backend
+        self.check_offsets = check_offsets
+        kh, kw = self.kernel_size
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        self.conv_offset = nn.Conv2d(
+            in_channels, deformable_groups * 3 * kh * kw, self.kernel_size,
+            self.stride, self.padding, self.dilation, bias=True,
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform weights as BasicSR initialises them; zero offsets and 0.5 masks."""
+        n = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(n)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.zeros_(self.bias)
+        nn.init.zeros_(self.conv_offset.weight)
+        nn.init.zeros_(self.conv_offset.bias)
+
+    def offsets_and_mask(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``feat`` (b, C, h, w) → offset (b, 2GK, h, w), mask (b, GK, h, w)."""
+        o1, o2, mask = torch.chunk(self.conv_offset(feat), 3, dim=1)
+        return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
+
+    def forward(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        offset, mask = self.offsets_and_mask(feat)
+        if self.check_offsets:  # a host synchronisation: opt-in, as in BasicSR's training logs
+            mean = float(offset.abs().mean())
+            if mean > 50:
+                warnings.warn(f"DCNv2Pack: offset mean is {mean:.1f}, larger than 50", stacklevel=2)
+        return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding,
+                             self.dilation, mask, backend=self.backend)

@@ -1,0 +1,66 @@
+"""Shared fixtures: real footage from ../shared/data, small random checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def read_png(path: Path) -> torch.Tensor:
+    """PNG → float tensor (3, h, w) in [0, 1] (torchvision is a test-only dependency)."""
+    from torchvision.io import ImageReadMode, decode_png, read_file
+
+    return decode_png(read_file(str(path)), mode=ImageReadMode.RGB).float() / 255
+
+
+@pytest.fixture(scope="session")
+def vimeo_frames() -> torch.Tensor:
+    """The 7 real frames of a Vimeo-90K septuplet, (7, 3, 64, 112) in [0, 1]."""
+    folder = DATA / "vimeo90k_00001_0266"
+    if not folder.is_dir():
+        pytest.fail(f"real footage missing: {folder} (the tests need ../shared/data beside the repo)")
+    return torch.stack([read_png(folder / f"im{i}.png") for i in range(1, 8)])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0, offset_std: float = 0.02) -> torch.nn.Module:
+    """Give a fresh EDVR non-trivial weights: its own init, plus offset convs that move samples.
+
+    Fresh DCN packs predict zero offsets; here they predict offsets of a few
+    pixels, so tests exercise real deformable sampling.
+    """
+    from edvr_vs.nn.dcn import DCNv2Pack
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01)
+        for m in model.modules():
+            if isinstance(m, DCNv2Pack):
+                m.conv_offset.weight.copy_(torch.randn(m.conv_offset.weight.shape, generator=g) * offset_std)
+                m.conv_offset.bias.copy_(torch.randn(m.conv_offset.bias.shape, generator=g))
+    return model.eval()
+
+
+# BasicSR's official test configurations (DESIGN.md §3): EDVR constructor arguments.
+OFFICIAL_CONFIGS = {
+    "M_x4_SR_REDS": dict(num_feat=64, num_frame=5, num_reconstruct_block=10),
+    "M_woTSA_x4_SR_REDS": dict(num_feat=64, num_frame=5, num_reconstruct_block=10, with_tsa=False),
+    "L_x4_SR_REDS": dict(num_feat=128, num_frame=5, num_reconstruct_block=40),
+    "L_x4_SR_Vimeo90K": dict(num_feat=128, num_frame=7, num_reconstruct_block=40),
+    "L_x4_SRblur_REDS": dict(num_feat=128, num_frame=5, num_reconstruct_block=40, with_predeblur=True),
+    "L_deblur_REDS": dict(num_feat=128, num_frame=5, num_reconstruct_block=40, with_predeblur=True, hr_in=True),
+}
