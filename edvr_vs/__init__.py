@@ -1,7 +1,8 @@
 """edvr_vs: EDVR video restoration as a VapourSynth filter."""
 
 from edvr_vs.checkpoint import CheckpointError, load_model
+from edvr_vs.filter import edvr, two_stage
 from edvr_vs.nn.edvr import EDVR, EDVRConfig
 
 __version__ = "0.1.0"
-__all__ = ["EDVR", "EDVRConfig", "CheckpointError", "load_model", "__version__"]
+__all__ = ["EDVR", "EDVRConfig", "CheckpointError", "edvr", "load_model", "two_stage", "__version__"]

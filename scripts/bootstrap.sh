@@ -57,3 +57,6 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     fi
     echo "$WANT" >"$STAMP"
 fi
+
+# vspipe finds this environment's Python through VapourSynth's runtime configuration.
+"$VENV/bin/vapoursynth" config >/dev/null

@@ -64,3 +64,68 @@ OFFICIAL_CONFIGS = {
     "L_x4_SRblur_REDS": dict(num_feat=128, num_frame=5, num_reconstruct_block=40, with_predeblur=True),
     "L_deblur_REDS": dict(num_feat=128, num_frame=5, num_reconstruct_block=40, with_predeblur=True, hr_in=True),
 }
+
+
+DEMO = DATA / "demo_000"
+
+
+def demo_frames(count: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The first ``count`` real frames of demo_000 (320×180), optionally cropped to (w, h)."""
+    if not DEMO.is_dir():
+        pytest.fail(f"real footage missing: {DEMO}")
+    frames = torch.stack([read_png(DEMO / f"{i:08d}.png") for i in range(count)])
+    if size is not None:
+        w, h = size
+        frames = frames[..., 40:40 + h, 60:60 + w].contiguous()
+    return frames
+
+
+def clip_from_frames(frames: torch.Tensor, props: list[dict] | None = None):
+    """An RGBS clip whose frame i holds ``frames[i]`` ((t, 3, h, w) in [0, 1]) and ``props[i]``."""
+    import numpy as np
+    import vapoursynth as vs
+
+    core = vs.core
+    t, _, h, w = frames.shape
+    data = frames.numpy().astype(np.float32)
+    blank = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=t, keep=True)
+
+    def fill(n, f):
+        out = f.copy()
+        for p in range(3):
+            np.copyto(np.asarray(out[p]), data[n, p])
+        for k, v in (props[n] if props else {}).items():
+            out.props[k] = v
+        return out
+
+    return core.std.ModifyFrame(blank, blank, fill)
+
+
+def frame_array(frame) -> torch.Tensor:
+    """A VapourSynth frame's planes as a float tensor (planes, h, w) (same-size planes only)."""
+    import numpy as np
+
+    return torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(frame.format.num_planes)]).astype(np.float32))
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A small random EDVR (5 frames, TSA) saved in BasicSR layout."""
+    from edvr_vs.nn.edvr import EDVR
+
+    path = tmp_path_factory.mktemp("w") / "tiny.pth"
+    model = randomize(EDVR(num_feat=16, num_extract_block=1, num_reconstruct_block=1), seed=11)
+    torch.save({"params": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_hr_in_weights(tmp_path_factory) -> Path:
+    """A small random deblurring EDVR (hr_in, pre-deblur, 5 frames)."""
+    from edvr_vs.nn.edvr import EDVR
+
+    path = tmp_path_factory.mktemp("w") / "tiny_hr_in.pth"
+    model = randomize(EDVR(num_feat=16, num_extract_block=1, num_reconstruct_block=1, with_predeblur=True,
+                           hr_in=True), seed=12)
+    torch.save({"params": model.state_dict()}, path)
+    return path

@@ -1,0 +1,181 @@
+"""Runs EDVR on windows of frames, computing each frame's own work once.
+
+Per source frame (and tile) the ring buffer keeps a ``FrameWork``: the padded RGB
+tensor on the device, its L1/L2/L3 features, and the frame-only halves of each
+level's ``offset_conv1`` (as neighbour and as reference). A window then costs the
+PCD alignment of its 2N+1 frames as one batch, the fusion and the reconstruction.
+
+Frames are always processed one at a time (batch 1) and windows always as one
+batch of 2N+1, so an output frame does not depend on the order or concurrency of
+requests: on the CPU the results are bitwise reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edvr_vs.nn.edvr import EDVR, Pyramid
+from edvr_vs.ring import FrameCache
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A tile in input pixels: the core it outputs and the wider region it reads."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    rx0: int
+    ry0: int
+    rx1: int
+    ry1: int
+
+
+def make_tiles(width: int, height: int, tile: tuple[int, int] | None, overlap: tuple[int, int]) -> list[Tile]:
+    """Cover ``width`` × ``height`` with cores of ``tile`` = (w, h), each read with ``overlap`` around it."""
+    if tile is None:
+        return [Tile(0, 0, width, height, 0, 0, width, height)]
+    tw, th = tile
+    ox, oy = overlap
+    tiles = []
+    for y0, x0 in itertools.product(range(0, height, th), range(0, width, tw)):
+        x1, y1 = min(x0 + tw, width), min(y0 + th, height)
+        tiles.append(Tile(x0, y0, x1, y1, max(0, x0 - ox), max(0, y0 - oy), min(width, x1 + ox), min(height, y1 + oy)))
+    return tiles
+
+
+@dataclass
+class FrameWork:
+    """Everything that depends on one frame (one tile of it) alone."""
+
+    rgb: torch.Tensor  # (1, 3, h, w), padded to the model's multiple
+    feats: Pyramid  # L1, L2, L3, each (1, C, ...)
+    as_nbr: Pyramid  # offset_conv1 half applied to this frame as a neighbour
+    as_ref: Pyramid  # offset_conv1 half applied to this frame as the reference (with bias)
+    ready: torch.cuda.Event | None = None  # set on the stream that computed it (CUDA only)
+
+
+class Engine:
+    """One EDVR model on one device at one precision, with its ring buffer."""
+
+    def __init__(self, model: EDVR, device: torch.device, precision: str, *, width: int, height: int,
+                 tile: tuple[int, int] | None, tile_overlap: tuple[int, int], num_streams: int,
+                 cache_frames: int) -> None:
+        self.device = device
+        self.dtype = PRECISIONS[precision]
+        self.model = model.to(device=device, dtype=self.dtype).eval()
+        self.cfg = model.config
+        self.radius = self.cfg.num_frame // 2
+        self.width, self.height = width, height
+        self.tile_overlap = tile_overlap
+        self.tiles = make_tiles(width, height, tile, tile_overlap)
+        self.cache_frames = cache_frames
+        self.cache: FrameCache[FrameWork] = FrameCache(cache_frames * len(self.tiles))
+        self._lock = threading.Lock()
+        self._warned_oom = False
+        self._streams = ([torch.cuda.Stream(device) for _ in range(num_streams)]
+                         if device.type == "cuda" and num_streams > 1 else [])
+        self._next_stream = itertools.count()
+
+    # ---- per frame --------------------------------------------------------------------------
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.cfg.multiple
+        h, w = x.shape[-2:]
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x
+
+    def frame_work(self, rgb: np.ndarray, tile: Tile) -> FrameWork:
+        """Upload one frame's tile (RGB float32 (3, h, w)) and compute its features."""
+        region = torch.from_numpy(np.ascontiguousarray(rgb[:, tile.ry0:tile.ry1, tile.rx0:tile.rx1]))
+        x = region.unsqueeze(0).to(self.device, self.dtype, non_blocking=True)
+        x = self._pad(x)
+        with torch.inference_mode():
+            feats = self.model.extract_features(x)
+            as_nbr, as_ref = self.model.split_offset_conv1(feats)
+        work = FrameWork(x, feats, as_nbr, as_ref)
+        if self.device.type == "cuda":
+            work.ready = torch.cuda.Event()
+            work.ready.record()
+        return work
+
+    # ---- per window ---------------------------------------------------------------------------
+    def _use(self, work: FrameWork) -> None:
+        """Make the current CUDA stream wait for a frame computed on another stream."""
+        if work.ready is not None:
+            stream = torch.cuda.current_stream(self.device)
+            stream.wait_event(work.ready)
+            for t in (work.rgb, *work.feats, *work.as_nbr, *work.as_ref):
+                t.record_stream(stream)
+
+    def window_output(self, works: list[FrameWork], center: FrameWork) -> torch.Tensor:
+        """The restored centre frame (1, 3, H, W) of a window of per-frame work."""
+        with torch.inference_mode():
+            for w in {id(w): w for w in [*works, center]}.values():
+                self._use(w)
+            t = len(works)
+            nbr = [torch.cat([w.feats[k] for w in works]) for k in range(3)]
+            first = [torch.cat([w.as_nbr[k] for w in works]) + center.as_ref[k] for k in range(3)]
+            ref_l1 = center.feats[0].expand(t, -1, -1, -1)
+            aligned = self.model.pcd_align.align_from_first_offsets(nbr, ref_l1, first)
+            fused = self.model.fuse(aligned.unsqueeze(0))
+            return self.model.reconstruct(fused, center.rgb)
+
+    def restore(self, window: list[int], center: int, get_rgb: Callable[[int], np.ndarray]) -> np.ndarray:
+        """Output frame for ``window`` (source indices; ``center`` among them) as float32 (3, H, W).
+
+        ``get_rgb(i)`` gives source frame i as RGB float32 (3, h, w); it is called
+        only for frames whose work is not cached. On CUDA out of memory, the engine
+        switches to tiles of half the size (saying so once on stderr) and retries.
+        """
+        while True:
+            try:
+                return self._restore(window, center, get_rgb)
+            except torch.cuda.OutOfMemoryError:
+                if not self._shrink_tiles():
+                    raise
+
+    def _shrink_tiles(self) -> bool:
+        with self._lock:
+            core = self.tiles[0]
+            tw, th = core.x1 - core.x0, core.y1 - core.y0
+            new = (max(64, (tw // 2 + 3) // 4 * 4), max(64, (th // 2 + 3) // 4 * 4))
+            if new[0] >= tw and new[1] >= th:
+                return False
+            self.tiles = make_tiles(self.width, self.height, new, self.tile_overlap)
+            self.cache = FrameCache(self.cache_frames * len(self.tiles))
+            torch.cuda.empty_cache()
+            if not self._warned_oom:
+                self._warned_oom = True
+                print(f"edvr: CUDA ran out of memory; processing in tiles of {new[0]}x{new[1]} "
+                      f"(overlap {self.tile_overlap[0]}x{self.tile_overlap[1]}) from now on", file=sys.stderr)
+            return True
+
+    def _restore(self, window: list[int], center: int, get_rgb: Callable[[int], np.ndarray]) -> np.ndarray:
+        s = self.cfg.scale
+        out = np.empty((3, self.height * s, self.width * s), dtype=np.float32)
+        stream = (self._streams[next(self._next_stream) % len(self._streams)] if self._streams else None)
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            for ti, tile in enumerate(self.tiles):
+                works = {i: self.cache.get((ti, i), lambda i=i, tile=tile: self.frame_work(get_rgb(i), tile))
+                         for i in dict.fromkeys(window)}
+                result = self.window_output([works[i] for i in window], works[center])
+                oy, ox = (tile.y0 - tile.ry0) * s, (tile.x0 - tile.rx0) * s
+                h, w = (tile.y1 - tile.y0) * s, (tile.x1 - tile.x0) * s
+                out[:, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s] = (
+                    result[0, :, oy:oy + h, ox:ox + w].float().cpu().numpy())
+        return out
+
