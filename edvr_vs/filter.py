@@ -20,6 +20,7 @@ Pipeline (all built from core filters, so VapourSynth parallelises and caches):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,25 +124,31 @@ def _check_clip(clip: object) -> vs.VideoNode:
     return clip
 
 
-def _resolve_weights(model: object, weights: object) -> torch.nn.Module:
+def _resolve_weights(model: object, weights: object) -> tuple[torch.nn.Module, str | None]:
+    """The network, and the zoo's padding mode for it (None for a plain checkpoint)."""
+    from edvr_vs import zoo
+
     if model is not None and weights is not None:
         raise _Invalid("give either 'model' (a zoo name) or 'weights' (a checkpoint path), not both")
-    if model is not None:
-        from edvr_vs import zoo
-
-        if not isinstance(model, str) or model not in zoo.names():
-            raise _Invalid(f"'model' must be one of {', '.join(zoo.names())}, got {model!r}")
-        path = zoo.weights_path(model)
-    elif weights is not None:
+    if weights is not None:
         if not isinstance(weights, (str, os.PathLike)):
             raise _Invalid(f"'weights' must be a checkpoint path, got {type(weights).__name__}")
-        path = weights
+        path, padding = weights, None
     else:
-        from edvr_vs import zoo
-
-        path = zoo.weights_path(zoo.DEFAULT_MODEL)
+        if model is None:
+            model = zoo.default_model()
+            if model is None:
+                raise _Invalid("no default model is shipped with this version; pass model= (a zoo name: "
+                               f"{', '.join(zoo.names())}) or weights= (a checkpoint path)")
+        if not isinstance(model, str) or model not in zoo.names():
+            raise _Invalid(f"'model' must be one of {', '.join(zoo.names())}, got {model!r}")
+        try:
+            path = zoo.weights_path(model)
+        except zoo.ZooError as e:
+            raise _Invalid(f"'model': {e}") from None
+        padding = zoo.entry(model).padding
     try:
-        return load_model(path)
+        return load_model(path), padding
     except CheckpointError as e:
         raise _Invalid(f"'weights': {e}") from None
 
@@ -230,8 +237,9 @@ def _from_rgbs(rgb: vs.VideoNode, source: vs.VideoNode, fmt: vs.VideoFormat, mat
 
 
 def _default_padding(net: torch.nn.Module) -> str:
-    """The model's own padding mode: replicate for hr_in (deblur) models, reflection_circle for SR."""
-    return "replicate" if net.config.hr_in else "reflection_circle"
+    """Padding for a checkpoint outside the zoo: replicate with pre-deblur (BasicSR's deblur
+    configurations), reflection_circle otherwise (its SR configurations)."""
+    return "replicate" if net.config.with_predeblur else "reflection_circle"
 
 
 def edvr_with_engine(
@@ -263,7 +271,9 @@ def edvr_with_engine(
         opts = _options(clip, device=device, device_index=device_index, precision=precision, padding=padding,
                         scene_change=scene_change, tile=tile, tile_overlap=tile_overlap, num_streams=num_streams,
                         format=format, matrix=matrix)
-        net = _resolve_weights(model, weights)
+        net, zoo_padding = _resolve_weights(model, weights)
+        if opts.padding is None:
+            opts = dataclasses.replace(opts, padding=zoo_padding or _default_padding(net))
     except _Invalid as e:
         raise vs.Error(f"edvr: {e}") from None
     return _build(clip, net, opts)
@@ -278,7 +288,7 @@ def edvr(clip: vs.VideoNode, **kwargs: object) -> vs.VideoNode:
 def _build(clip: vs.VideoNode, net: torch.nn.Module, opts: Options) -> tuple[vs.VideoNode, Engine]:
     cfg = net.config
     radius = cfg.num_frame // 2
-    padding = opts.padding or _default_padding(net)
+    padding = opts.padding
     length = clip.num_frames
     engine = Engine(net, opts.device, opts.precision, width=clip.width, height=clip.height, tile=opts.tile,
                     tile_overlap=opts.tile_overlap, num_streams=opts.num_streams,

@@ -114,11 +114,10 @@ def sample_columns_cuda(
     kh, kw = kernel_size
     ho, wo = offset.shape[-2:]
     g = mask.shape[1] // (kh * kw)
-    x_nhwc = x.permute(0, 2, 3, 1).contiguous()
+    x = x.contiguous()
     offset = offset.to(x.dtype).contiguous()
     mask = mask.to(x.dtype).contiguous()
-    cols = torch.empty(b, ho * wo, g * kh * kw * (c // g), device=x.device, dtype=x.dtype)
-    launch("deform_sample.cu", f"deform_sample_{_SUFFIX[x.dtype]}", b * g * ho * wo,
-           [x_nhwc, offset, mask, cols],
+    cols = torch.empty(b, c * kh * kw, ho * wo, device=x.device, dtype=x.dtype)
+    launch("deform_sample.cu", f"deform_sample_{_SUFFIX[x.dtype]}", b * g * ho * wo, [x, offset, mask, cols],
            [b, h, w, c, ho, wo, g, kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]])
     return cols

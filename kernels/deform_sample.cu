@@ -1,16 +1,18 @@
 // Deformable sampling for modulated deformable convolution (DCNv2).
 //
 // Contract (same as edvr_vs.nn.dcn.sample_columns_torch, the pure-torch reference):
-//   x       (B, H, W, C)        input, channels last, C = G * CG
+//   x       (B, C, H, W)        input, C = G * CG
 //   offset  (B, G*K*2, HO, WO)  (dy, dx) per group and kernel position, in pixels
 //   mask    (B, G*K, HO, WO)    modulation (after the sigmoid)
-//   cols    (B, HO*WO, G, K, CG) output: mask * bilinear sample, the GEMM's left operand
+//   cols    (B, C*K, HO*WO)     output (im2col): row c*K + k = mask * bilinear sample of
+//                               channel c at kernel position k; weight.view(O, C*K) @ cols
 // A sample at y <= -1, y >= H, x <= -1 or x >= W is zero; inside that band each of
 // the four bilinear taps outside the image counts as zero (torchvision's rule).
 //
-// One thread per (image, group, output pixel): it reads its K offsets and masks once
-// and reuses the four tap weights across the group's CG channels, which are
-// contiguous in x (channels last) and in cols, so loads and stores are sequential.
+// One thread per (image, group, output pixel), pixels fastest: it reads its K offsets
+// and masks once and reuses the four tap weights across the group's CG channels.
+// Neighbouring threads read neighbouring offsets, masks and (mostly) input pixels and
+// write neighbouring columns, so global loads and stores coalesce.
 // Storage is fp32, fp16 or bf16; all arithmetic is fp32. No shared memory, so the
 // tests also run this file on the CPU through a host-emulation header.
 //
@@ -50,10 +52,11 @@ __device__ __forceinline__ void deform_sample(
     const int K = KH * KW;
     const int CG = C / G;
 
-    const T* xb = x + (long long)b * H * W * C + (long long)g * CG;
+    const long long HW = (long long)H * W;
+    const T* xb = x + ((long long)b * C + (long long)g * CG) * HW;
     const T* ob = offset + ((long long)b * G * K * 2 + (long long)g * K * 2) * P + p;
     const T* mb = mask + ((long long)b * G * K + (long long)g * K) * P + p;
-    T* out = cols + (((long long)b * P + p) * G + g) * (long long)K * CG;
+    T* out = cols + ((long long)b * C + (long long)g * CG) * K * P + p;  // row (g*CG)*K, column p
 
     for (int k = 0; k < K; ++k) {
         const int ki = k / KW, kj = k % KW;
@@ -62,10 +65,10 @@ __device__ __forceinline__ void deform_sample(
         const float m = ds_load(mb + (long long)k * P);
         const float py = (float)(ho * SH - PH + ki * DH) + dy;
         const float px = (float)(wo * SW - PW + kj * DW) + dx;
-        T* dst = out + (long long)k * CG;
+        T* dst = out + (long long)k * P;  // row c*K + k for c = 0 is here; next channel K*P further
 
         if (!(py > -1.0f && py < (float)H && px > -1.0f && px < (float)W)) {
-            for (int c = 0; c < CG; ++c) ds_store(dst + c, 0.0f);
+            for (int c = 0; c < CG; ++c) ds_store(dst + (long long)c * K * P, 0.0f);
             continue;
         }
         const float fy = floorf(py), fx = floorf(px);
@@ -76,15 +79,14 @@ __device__ __forceinline__ void deform_sample(
         const bool top = y0 >= 0, bottom = y0 + 1 <= H - 1, left = x0 >= 0, right = x0 + 1 <= W - 1;
         const bool t00 = top && left, t01 = top && right, t10 = bottom && left, t11 = bottom && right;
         const float w00 = hy * hx, w01 = hy * lx, w10 = ly * hx, w11 = ly * lx;
-        const T* p00 = xb + ((long long)y0 * W + x0) * C;
-        const T* p01 = p00 + C;
-        const T* p10 = p00 + (long long)W * C;
-        const T* p11 = p10 + C;
+        const long long i00 = (long long)y0 * W + x0;
 #pragma unroll DS_UNROLL
         for (int c = 0; c < CG; ++c) {
-            const float v = (t00 ? w00 * ds_load(p00 + c) : 0.0f) + (t01 ? w01 * ds_load(p01 + c) : 0.0f)
-                          + (t10 ? w10 * ds_load(p10 + c) : 0.0f) + (t11 ? w11 * ds_load(p11 + c) : 0.0f);
-            ds_store(dst + c, m * v);
+            const T* xc = xb + c * HW;
+            const float v = (t00 ? w00 * ds_load(xc + i00) : 0.0f) + (t01 ? w01 * ds_load(xc + i00 + 1) : 0.0f)
+                          + (t10 ? w10 * ds_load(xc + i00 + W) : 0.0f)
+                          + (t11 ? w11 * ds_load(xc + i00 + W + 1) : 0.0f);
+            ds_store(dst + (long long)c * K * P, m * v);
         }
     }
 }

@@ -3,16 +3,16 @@
 A deformable convolution is split into two steps that every backend shares:
 
 1. *sampling*: bilinear samples of the input at the deformed kernel positions,
-   times the modulation mask, written as a column buffer of shape
-   ``(b, ho * wo, G * K * Cg)`` with the innermost order (group, kernel
-   position, channel of the group). Pixel-major rows and channel-innermost
-   columns make step 2 one plain matrix product.
-2. *GEMM*: ``columns @ weight`` (weight reordered to the same column order),
-   plus bias; ``torch.matmul`` here, cuBLAS on the GPU.
+   times the modulation mask, written as an im2col buffer ``(b, C * K, ho * wo)``
+   whose row ``c * K + k`` is input channel c at kernel position k; that is the
+   order of ``weight.view(O, C * K)``, so step 2 needs no reordering.
+2. *GEMM*: ``weight.view(O, C * K) @ columns`` plus bias, straight into
+   ``(b, O, ho, wo)``; ``torch.matmul`` (cuBLAS on the GPU).
 
 Backends implement step 1 only:
 
-``torch``     the pure-torch reference written here (any device, any float dtype);
+``torch``     pure torch through ``F.grid_sample`` (any device, any float dtype); the
+              reference for every other backend;
 ``cupy``      a CUDA raw kernel (``kernels/deform_sample.cu``) on CUDA tensors.
 
 Conventions are those of ``torchvision.ops.deform_conv2d`` and BasicSR's
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Pair = tuple[int, int]
@@ -64,7 +65,12 @@ def sample_columns_torch(
     padding: Pair,
     dilation: Pair,
 ) -> torch.Tensor:
-    """Pure-torch deformable sampling (the reference for every other backend).
+    """Pure-torch deformable sampling through ``F.grid_sample`` (bilinear, zero padding).
+
+    Zero padding gives torchvision's rule: each tap outside the image is zero, so a
+    position at or beyond one pixel outside is zero. Positions are normalised in
+    the input's dtype for ``align_corners=False`` (``x_norm = (2x + 1) / w - 1``),
+    which moves them by at most a few ulps of ``w``.
 
     Args:
         x: input, ``(b, C, h, w)``.
@@ -72,54 +78,28 @@ def sample_columns_torch(
         mask: modulation, ``(b, G * K, ho, wo)`` (already through a sigmoid).
 
     Returns:
-        columns ``(b, ho * wo, G * K * Cg)``, dtype of ``x``.
+        columns ``(b, C * K, ho * wo)``, row ``c * K + k``, dtype of ``x``.
     """
     b, c, h, w = x.shape
     kh, kw = kernel_size
     k = kh * kw
     ho, wo = offset.shape[-2:]
     g = mask.shape[1] // k
-    cg = c // g
     dtype, device = x.dtype, x.device
 
-    # Undeformed sampling positions, exact integers: (ho, wo, K) each.
+    # Undeformed sampling positions, exact integers: (K, ho, wo) after broadcasting.
     rows = torch.arange(ho, device=device, dtype=dtype) * stride[0] - padding[0]
     cols = torch.arange(wo, device=device, dtype=dtype) * stride[1] - padding[1]
     ki = (torch.arange(kh, device=device, dtype=dtype) * dilation[0]).repeat_interleave(kw)
     kj = (torch.arange(kw, device=device, dtype=dtype) * dilation[1]).repeat(kh)
-    base_y = rows[:, None, None] + ki[None, None, :]
-    base_x = cols[None, :, None] + kj[None, None, :]
-
-    # Deformed positions, laid out (b, ho, wo, G, K) so the result needs no permute.
-    off = offset.view(b, g, k, 2, ho, wo).permute(0, 4, 5, 1, 2, 3)
-    py = base_y[:, :, None, :] + off[..., 0]
-    px = base_x[:, :, None, :] + off[..., 1]
-    inside = (py > -1) & (py < h) & (px > -1) & (px < w)
-
-    y0 = torch.floor(py)
-    x0 = torch.floor(px)
-    ly, lx = py - y0, px - x0
-    hy, hx = 1 - ly, 1 - lx
-    y0, x0 = y0.long(), x0.long()
-
-    # One row per (image, group, pixel) plus a final zero row for taps outside.
-    table = x.reshape(b, g, cg, h * w).transpose(2, 3).reshape(b * g * h * w, cg)
-    table = torch.cat([table, table.new_zeros(1, cg)])
-    zero_row = b * g * h * w
-    plane = (torch.arange(b, device=device).view(b, 1, 1, 1, 1) * g
-             + torch.arange(g, device=device).view(1, 1, 1, g, 1)) * (h * w)
-
-    def tap(yy: torch.Tensor, xx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        ok = inside & (yy >= 0) & (yy <= h - 1) & (xx >= 0) & (xx <= w - 1)
-        idx = torch.where(ok, plane + yy * w + xx, zero_row)
-        return weight.unsqueeze(-1) * table[idx]
-
-    val = tap(y0, x0, hy * hx)
-    val = val + tap(y0, x0 + 1, hy * lx)
-    val = val + tap(y0 + 1, x0, ly * hx)
-    val = val + tap(y0 + 1, x0 + 1, ly * lx)
-    val = val * mask.view(b, g, k, ho, wo).permute(0, 3, 4, 1, 2).unsqueeze(-1)
-    return val.reshape(b, ho * wo, g * k * cg)
+    off = offset.view(b * g, k, 2, ho, wo)
+    py = ki.view(k, 1, 1) + rows.view(1, ho, 1) + off[:, :, 0]  # (b*g, K, ho, wo)
+    px = kj.view(k, 1, 1) + cols.view(1, 1, wo) + off[:, :, 1]
+    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).view(b * g, k * ho, wo, 2)
+    sampled = F.grid_sample(x.reshape(b * g, c // g, h, w), grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)  # (b*g, Cg, K*ho, wo)
+    sampled = sampled.view(b, g, c // g, k, ho * wo) * mask.view(b, g, 1, k, ho * wo)
+    return sampled.view(b, c * k, ho * wo)
 
 
 def _cupy_sampler() -> Sampler:
@@ -187,11 +167,10 @@ def deform_conv2d(
 
     sampler = _SAMPLERS[resolve_backend(backend, x.device)]()
     columns = sampler(x.contiguous(), offset.contiguous(), mask.contiguous(), (kh, kw), stride, padding, dilation)
-    w2 = weight.view(o, g, c // g, k).permute(0, 1, 3, 2).reshape(o, g * k * (c // g))
-    out = columns @ w2.t()
+    out = weight.reshape(o, c * k) @ columns  # (b, O, ho * wo)
     if bias is not None:
-        out = out + bias
-    return out.transpose(1, 2).reshape(b, o, ho, wo)
+        out = out + bias.view(1, o, 1)
+    return out.view(b, o, ho, wo)
 
 
 class DCNv2Pack(nn.Module):
