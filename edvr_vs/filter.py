@@ -97,6 +97,8 @@ def _format(fmt: object, clip: vs.VideoNode) -> vs.VideoFormat:
         out = core.get_video_format(fmt)  # a preset, a format id or a VideoFormat
     except (vs.Error, TypeError, ValueError):
         raise _Invalid(f"'format' must be a VapourSynth video format (e.g. vs.YUV420P10), got {fmt!r}") from None
+    if out is None or out.id == 0:
+        raise _Invalid(f"'format' must be a VapourSynth video format (e.g. vs.YUV420P10), got {fmt!r}")
     if out.color_family not in (vs.RGB, vs.YUV):
         raise _Invalid(f"'format' must be RGB or YUV, got {out.name}")
     return out
