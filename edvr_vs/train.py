@@ -417,7 +417,7 @@ def train(config: dict, *, log=print) -> dict[str, float]:
     save_every = int(config.get("logger", {}).get("save_checkpoint_freq", 500))
     val_every = int(val_cfg.get("val_freq", 1000)) if val_cfg else 0
     metrics: dict[str, float] = {}
-    t0 = time.monotonic()
+    t0, first_step = time.monotonic(), step
     model.train()
     while step < total:
         lr = cosine_lr(step, base_lr, periods, eta_min, restart_weights)
@@ -434,7 +434,7 @@ def train(config: dict, *, log=print) -> dict[str, float]:
                 for pe, pm in zip(ema.parameters(), model.parameters()):
                     pe.lerp_(pm, 1 - ema_decay)
         if step % 10 == 0 or step == total:
-            rate = step / max(time.monotonic() - t0, 1e-6)
+            rate = (step - first_step) / max(time.monotonic() - t0, 1e-6)
             log(f"iter {step}/{total} loss {loss.item():.5f} lr {lr:.2e} ({rate:.2f} it/s)")
         if step % save_every == 0 or step == total:
             save_checkpoint(ckpt_path, model, ema, optimizer, step)
