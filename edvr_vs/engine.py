@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -98,9 +97,9 @@ class Engine:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return x
 
-    def frame_work(self, rgb: np.ndarray, tile: Tile) -> FrameWork:
-        """Upload one frame's tile (RGB float32 (3, h, w)) and compute its features."""
-        region = torch.from_numpy(np.ascontiguousarray(rgb[:, tile.ry0:tile.ry1, tile.rx0:tile.rx1]))
+    def frame_work(self, rgb: torch.Tensor, tile: Tile) -> FrameWork:
+        """One frame's tile (RGB (3, h, w), any device) on the device, and its features."""
+        region = rgb[:, tile.ry0:tile.ry1, tile.rx0:tile.rx1]
         x = region.unsqueeze(0).to(self.device, self.dtype, non_blocking=True)
         x = self._pad(x)
         with torch.inference_mode():
@@ -134,10 +133,10 @@ class Engine:
             fused = self.model.fuse(aligned.unsqueeze(0))
             return self.model.reconstruct(fused, center.rgb)
 
-    def restore(self, window: list[int], center: int, get_rgb: Callable[[int], np.ndarray]) -> np.ndarray:
-        """Output frame for ``window`` (source indices; ``center`` among them) as float32 (3, H, W).
+    def restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
+        """Output frame for ``window`` (source indices; ``center`` among them): RGB (3, H, W) on the device.
 
-        ``get_rgb(i)`` gives source frame i as RGB float32 (3, h, w); it is called
+        ``get_rgb(i)`` gives source frame i as RGB (3, h, w); it is called
         only for frames whose work is not cached. On CUDA out of memory, the engine
         switches to tiles of half the size (saying so once on stderr) and retries.
         """
@@ -164,9 +163,9 @@ class Engine:
                       f"(overlap {self.tile_overlap[0]}x{self.tile_overlap[1]}) from now on", file=sys.stderr)
             return True
 
-    def _restore(self, window: list[int], center: int, get_rgb: Callable[[int], np.ndarray]) -> np.ndarray:
+    def _restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
         s = self.cfg.scale
-        out = np.empty((3, self.height * s, self.width * s), dtype=np.float32)
+        out = torch.empty(3, self.height * s, self.width * s, device=self.device, dtype=self.dtype)
         stream = (self._streams[next(self._next_stream) % len(self._streams)] if self._streams else None)
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             for ti, tile in enumerate(self.tiles):
@@ -175,7 +174,6 @@ class Engine:
                 result = self.window_output([works[i] for i in window], works[center])
                 oy, ox = (tile.y0 - tile.ry0) * s, (tile.x0 - tile.rx0) * s
                 h, w = (tile.y1 - tile.y0) * s, (tile.x1 - tile.x0) * s
-                out[:, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s] = (
-                    result[0, :, oy:oy + h, ox:ox + w].float().cpu().numpy())
+                out[:, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s] = result[0, :, oy:oy + h, ox:ox + w]
         return out
 

@@ -286,6 +286,96 @@ def edvr(clip: vs.VideoNode, **kwargs: object) -> vs.VideoNode:
     return edvr_with_engine(clip, **kwargs)[0]
 
 
+class _ZimgIO:
+    """CPU path: zimg converts to RGBS before the callback and back after it."""
+
+    def __init__(self, clip: vs.VideoNode, opts: Options) -> None:
+        self.source = clip
+        self.opts = opts
+        self.rgb = _to_rgbs(clip, opts.matrix)
+
+    def frames_clip(self) -> vs.VideoNode:
+        return self.rgb
+
+    def blank(self, width: int, height: int) -> vs.VideoNode:
+        return core.std.BlankClip(self.rgb, width=width, height=height, keep=True)
+
+    def read(self, frame: vs.VideoFrame) -> torch.Tensor:
+        return torch.from_numpy(_planes(frame))
+
+    def write(self, out: torch.Tensor, fout: vs.VideoFrame) -> None:
+        data = out.float().cpu().numpy()
+        for p in range(3):
+            np.copyto(np.asarray(fout[p]), data[p])
+        fout.props["_Matrix"] = int(vs.MATRIX_RGB)
+        fout.props["_Range"] = int(vs.RANGE_FULL)
+
+    def finish(self, out: vs.VideoNode) -> vs.VideoNode:
+        return _from_rgbs(out, self.source, self.opts.format, self.opts.matrix)
+
+
+class _KernelIO:
+    """CUDA path: raw planes travel to the GPU and back; ``kernels/convert.cu`` converts there,
+    with the same arithmetic as the CPU path's zimg (bilinear chroma resampling)."""
+
+    def __init__(self, clip: vs.VideoNode, opts: Options, dtype: torch.dtype) -> None:
+        from edvr_vs.convert import PlaneFormat
+
+        self.source, self.opts, self.device = clip, opts, opts.device
+        self.dtype = torch.float16 if dtype == torch.float16 else torch.float32
+        self.in_fmt = clip.format
+        colour = _frame0_colour(clip) if clip.format.color_family == vs.YUV else {}
+        out_fmt = opts.format
+        matrix = opts.matrix or colour.get("_Matrix", 2)
+        if matrix not in MATRICES.values():
+            matrix = _default_matrix(clip.width, clip.height)
+        self.out_pf = PlaneFormat.of(out_fmt, matrix=matrix,
+                                     full_range=(None if out_fmt.color_family == vs.RGB else
+                                                 colour.get("_Range", int(vs.RANGE_LIMITED)) == int(vs.RANGE_FULL)),
+                                     chromaloc=colour.get("_ChromaLocation", 0) if colour.get("_ChromaLocation", 0)
+                                     in (0, 1) else 0)
+        self.out_props = ({"_Matrix": matrix, "_Range": int(vs.RANGE_FULL if self.out_pf.full_range
+                                                             else vs.RANGE_LIMITED)}
+                          if self.out_pf.is_yuv else {"_Matrix": int(vs.MATRIX_RGB)})
+
+    def frames_clip(self) -> vs.VideoNode:
+        return self.source
+
+    def blank(self, width: int, height: int) -> vs.VideoNode:
+        return core.std.BlankClip(self.source, width=width, height=height, format=self.opts.format.id, keep=True)
+
+    def _in_format(self, frame: vs.VideoFrame):
+        from edvr_vs.convert import PlaneFormat
+
+        props = frame.props
+        if self.in_fmt.color_family == vs.RGB:
+            return PlaneFormat.of(self.in_fmt)
+        matrix = self.opts.matrix or int(props.get("_Matrix", 2))
+        if matrix not in MATRICES.values():
+            matrix = _default_matrix(self.source.width, self.source.height)
+        full = int(props.get("_Range", int(vs.RANGE_LIMITED))) == int(vs.RANGE_FULL)
+        loc = int(props.get("_ChromaLocation", 0))
+        return PlaneFormat.of(self.in_fmt, matrix=matrix, full_range=full, chromaloc=loc if loc in (0, 1) else 0)
+
+    def read(self, frame: vs.VideoFrame) -> torch.Tensor:
+        from edvr_vs.convert import planes_to_rgb
+
+        planes = [torch.from_numpy(np.ascontiguousarray(np.asarray(frame[p]))).to(self.device, non_blocking=True)
+                  for p in range(3)]
+        return planes_to_rgb(planes, self._in_format(frame), self.dtype)
+
+    def write(self, out: torch.Tensor, fout: vs.VideoFrame) -> None:
+        from edvr_vs.convert import rgb_to_planes
+
+        planes = rgb_to_planes(out.to(self.dtype), self.out_pf)
+        for p, plane in enumerate(planes):
+            np.copyto(np.asarray(fout[p]), plane.cpu().numpy())
+        for k, v in self.out_props.items():
+            fout.props[k] = v
+
+    def finish(self, out: vs.VideoNode) -> vs.VideoNode:
+        return out
+
 
 def _build(clip: vs.VideoNode, net: torch.nn.Module, opts: Options) -> tuple[vs.VideoNode, Engine]:
     cfg = net.config
@@ -295,33 +385,28 @@ def _build(clip: vs.VideoNode, net: torch.nn.Module, opts: Options) -> tuple[vs.
     engine = Engine(net, opts.device, opts.precision, width=clip.width, height=clip.height, tile=opts.tile,
                     tile_overlap=opts.tile_overlap, num_streams=opts.num_streams,
                     cache_frames=2 * radius + 1 + 2 * core.num_threads)
-    rgb = _to_rgbs(clip, opts.matrix)
-    windows = _window_clips(rgb, radius, padding)
-    blank = core.std.BlankClip(rgb, width=clip.width * cfg.scale, height=clip.height * cfg.scale, keep=True)
+    io = _KernelIO(clip, opts, engine.dtype) if opts.device.type == "cuda" else _ZimgIO(clip, opts)
+    windows = _window_clips(io.frames_clip(), radius, padding)
+    blank = io.blank(clip.width * cfg.scale, clip.height * cfg.scale)
 
     def restore(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
-        frames = f[1:]
         delivered = window_indices(n, radius, 0, length - 1, padding)
-        by_index = dict(zip(delivered, frames))
+        by_index = dict(zip(delivered, f[1:]))
         window = (scene_window(n, radius, length, padding, delivered, {i: fr.props for i, fr in by_index.items()})
                   if opts.scene_change else delivered)
-        out = engine.restore(window, n, lambda i: _planes(by_index[i]))
+        out = engine.restore(window, n, lambda i: io.read(by_index[i]))
         fout = f[0].copy()
-        for p in range(3):
-            np.copyto(np.asarray(fout[p]), out[p])
         props = fout.props
         for key, value in by_index[n].props.items():
             if key != "_ColorRange":
                 props[key] = value
-        props["_Matrix"] = int(vs.MATRIX_RGB)
-        props["_Range"] = int(vs.RANGE_FULL)
+        io.write(out, fout)
         return fout
 
     def per_request(n: int) -> vs.VideoNode:
         return core.std.ModifyFrame(blank, clips=[blank, *windows], selector=restore)
 
-    out = core.std.FrameEval(blank, per_request)
-    return _from_rgbs(out, clip, opts.format, opts.matrix), engine
+    return io.finish(core.std.FrameEval(blank, per_request)), engine
 
 
 def two_stage(clip: vs.VideoNode, *, stage1: str | os.PathLike[str], stage2: str | os.PathLike[str],

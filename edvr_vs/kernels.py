@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 SOURCE_PACKAGE = "edvr_vs.kernel_src"
-DEFAULT_DEFINES: dict[str, dict[str, int]] = {"deform_sample.cu": {"DS_UNROLL": 8}}
+DEFAULT_DEFINES: dict[str, dict[str, int]] = {"deform_sample.cu": {"DS_UNROLL": 8}, "convert.cu": {}}
 _SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 THREADS = 256
 
@@ -78,21 +78,24 @@ def get_function(name: str, entry: str, device: torch.device, defines: dict[str,
 def _dl(t: torch.Tensor):
     import cupy
 
-    if t.dtype in (torch.float16, torch.bfloat16):
+    if t.dtype in (torch.float16, torch.bfloat16, torch.uint16):
         t = t.view(torch.int16)
     return cupy.from_dlpack(t)
 
 
 def launch(name: str, entry: str, total: int, tensors: list[torch.Tensor], ints: list[int],
-           defines: dict[str, int] | None = None) -> None:
-    """Run ``entry`` with one thread per item (``total``) on torch's current stream."""
+           defines: dict[str, int] | None = None, floats: list[float] = ()) -> None:
+    """Run ``entry`` with one thread per item (``total``) on torch's current stream.
+
+    Arguments are passed as: the tensors (pointers), then ``ints`` (int32), then ``floats`` (float32).
+    """
     import cupy
 
     device = tensors[0].device
     fn = get_function(name, entry, device, defines)
     stream = torch.cuda.current_stream(device)
     with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index):
-        args = [_dl(t) for t in tensors] + [cupy.int32(i) for i in ints]
+        args = [_dl(t) for t in tensors] + [cupy.int32(i) for i in ints] + [cupy.float32(f) for f in floats]
         blocks = (total + THREADS - 1) // THREADS
         if blocks:
             fn((blocks,), (THREADS,), tuple(args))

@@ -3,7 +3,7 @@
 // as plain loops, one (block, thread) at a time. Enough for kernels that use no
 // shared memory, no synchronisation and no warp intrinsics.
 #pragma once
-#include <cmath>
+#include <math.h>
 #include <cstdint>
 #include <cstring>
 
@@ -16,8 +16,6 @@
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 static thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
-using std::floor;
-inline float floorf(float v) { return std::floor(v); }
 
 // fp16: the compiler's IEEE binary16, round-to-nearest-even conversions.
 struct __half { _Float16 v; };

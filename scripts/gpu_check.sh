@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every GPU test (pytest -m cuda) and the DCN micro-benchmark on a CUDA machine; writes a JSON report.
+#
+# Needs Python >= 3.12 with torch, cupy-cuda13x, torchvision, numpy, pyyaml and pytest. VapourSynth
+# (and its plugins) may be carried in as wheels in <repo>/.whl when the machine has no registry.
+# Usage: scripts/gpu_check.sh [REPORT.json]   (default: gpu_report.json in the repo root)
+set -uo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPORT=${1:-$REPO/gpu_report.json}
+PY=${PYTHON:-python3}
+WORK=$(mktemp -d)
+if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "$REPO"/.whl/*.whl || exit 1
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA device: nothing to check")' || exit 1
+cd "$REPO"
+"$PY" -m pytest -q -m cuda -p no:cacheprovider --junitxml "$WORK/junit.xml" tests 2>&1 | tee "$WORK/pytest.log"
+TESTS_RC=${PIPESTATUS[0]}
+"$PY" scripts/bench_dcn.py > "$WORK/bench_dcn.json"
+BENCH_RC=$?
+"$PY" - "$WORK" "$REPORT" "$TESTS_RC" "$BENCH_RC" <<'PYEOF'
+import json, sys, xml.etree.ElementTree as ET
+work, report, tests_rc, bench_rc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+suite = ET.parse(f"{work}/junit.xml").getroot().find("testsuite")
+failures = [tc.get("classname") + "::" + tc.get("name") for tc in suite.iter("testcase")
+            if tc.find("failure") is not None or tc.find("error") is not None]
+out = {"tests": {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")},
+       "failed": failures, "pytest_exit": tests_rc,
+       "bench_dcn": json.load(open(f"{work}/bench_dcn.json")) if bench_rc == 0 else {"error": bench_rc}}
+json.dump(out, open(report, "w"), indent=1)
+print(json.dumps(out["tests"]), "->", report)
+PYEOF
+[ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ]
