@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -104,14 +105,18 @@ def _read_file(path: Path) -> object:
                               "(a failed or blocked download?)")
     try:
         # The zip format (torch ≥ 1.6) can be memory-mapped; the legacy format cannot.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing on them
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower():
-            raise CheckpointError(f"checkpoint {str(path)!r} contains objects other than tensors and "
-                                  f"plain containers; it was not loaded, since loading it could run code "
-                                  f"({str(e).splitlines()[0]})") from None
+        text = str(e)
+        code = re.search(r"unsupported GLOBAL (\S+)", text)
+        if code:
+            raise CheckpointError(f"checkpoint {str(path)!r} refers to {code[1]}, which is not a tensor or plain "
+                                  "container; it was not loaded, since loading it could run code") from None
+        detail = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("Unsupported")), "")
         raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint "
-                              f"({size} bytes; truncated or corrupt?): {e}") from None
+                              f"({size} bytes; truncated or corrupt?){': ' + detail if detail else ''}") from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {str(path)!r} is not a readable PyTorch checkpoint "

@@ -74,7 +74,8 @@ class Engine:
                  cache_frames: int) -> None:
         self.device = device
         self.dtype = PRECISIONS[precision]
-        self.model = model.to(device=device, dtype=self.dtype).eval()
+        # Channels-last: the layout oneDNN and cuDNN (tensor cores) run convolutions fastest in.
+        self.model = model.to(device=device, dtype=self.dtype, memory_format=torch.channels_last).eval()
         self.cfg = model.config
         self.radius = self.cfg.num_frame // 2
         self.width, self.height = width, height
@@ -101,7 +102,7 @@ class Engine:
         """One frame's tile (RGB (3, h, w), any device) on the device, and its features."""
         region = rgb[:, tile.ry0:tile.ry1, tile.rx0:tile.rx1]
         x = region.unsqueeze(0).to(self.device, self.dtype, non_blocking=True)
-        x = self._pad(x)
+        x = self._pad(x).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             feats = self.model.extract_features(x)
             as_nbr, as_ref = self.model.split_offset_conv1(feats)
