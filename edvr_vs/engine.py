@@ -84,6 +84,9 @@ class Engine:
         self.cache_frames = cache_frames
         self.cache: FrameCache[FrameWork] = FrameCache(cache_frames * len(self.tiles))
         self._lock = threading.Lock()
+        # On the CPU, torch already spreads each operation over every core; two callbacks
+        # computing at once would oversubscribe them (measured: far slower), so they take turns.
+        self._cpu_turn = threading.Lock() if device.type == "cpu" else contextlib.nullcontext()
         self._warned_oom = False
         self._streams = ([torch.cuda.Stream(device) for _ in range(num_streams)]
                          if device.type == "cuda" and num_streams > 1 else [])
@@ -143,7 +146,8 @@ class Engine:
         """
         while True:
             try:
-                return self._restore(window, center, get_rgb)
+                with self._cpu_turn:
+                    return self._restore(window, center, get_rgb)
             except torch.cuda.OutOfMemoryError:
                 if not self._shrink_tiles():
                     raise
@@ -164,17 +168,22 @@ class Engine:
                       f"(overlap {self.tile_overlap[0]}x{self.tile_overlap[1]}) from now on", file=sys.stderr)
             return True
 
+    def worker_stream(self) -> contextlib.AbstractContextManager:
+        """Context for one request's upload, compute and download: with ``num_streams`` > 1 on
+        CUDA, the next stream of the pool, so requests on different streams overlap."""
+        if not self._streams:
+            return contextlib.nullcontext()
+        return torch.cuda.stream(self._streams[next(self._next_stream) % len(self._streams)])
+
     def _restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
         s = self.cfg.scale
         out = torch.empty(3, self.height * s, self.width * s, device=self.device, dtype=self.dtype)
-        stream = (self._streams[next(self._next_stream) % len(self._streams)] if self._streams else None)
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            for ti, tile in enumerate(self.tiles):
-                works = {i: self.cache.get((ti, i), lambda i=i, tile=tile: self.frame_work(get_rgb(i), tile))
-                         for i in dict.fromkeys(window)}
-                result = self.window_output([works[i] for i in window], works[center])
-                oy, ox = (tile.y0 - tile.ry0) * s, (tile.x0 - tile.rx0) * s
-                h, w = (tile.y1 - tile.y0) * s, (tile.x1 - tile.x0) * s
-                out[:, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s] = result[0, :, oy:oy + h, ox:ox + w]
+        for ti, tile in enumerate(self.tiles):
+            works = {i: self.cache.get((ti, i), lambda i=i, tile=tile: self.frame_work(get_rgb(i), tile))
+                     for i in dict.fromkeys(window)}
+            result = self.window_output([works[i] for i in window], works[center])
+            oy, ox = (tile.y0 - tile.ry0) * s, (tile.x0 - tile.rx0) * s
+            h, w = (tile.y1 - tile.y0) * s, (tile.x1 - tile.x0) * s
+            out[:, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s] = result[0, :, oy:oy + h, ox:ox + w]
         return out
 

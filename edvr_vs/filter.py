@@ -2,8 +2,8 @@
 
 Pipeline (all built from core filters, so VapourSynth parallelises and caches):
 
-1. ``resize`` (zimg) converts the clip to planar RGB float (RGBS): bicubic
-   (b=0, c=0.5) chroma upsampling, matrix and range from each frame's
+1. ``resize`` (zimg) converts the clip to planar RGB float (RGBS): bilinear
+   chroma upsampling, matrix and range from each frame's
    ``_Matrix``/``_Range`` props (``matrix=`` overrides; unspecified means
    BT.709 at 1280×720 and above, BT.601 below).
 2. One clip per window position (2N+1 of them), spliced from the RGB clip with
@@ -188,7 +188,7 @@ def _to_rgbs(clip: vs.VideoNode, matrix: int | None) -> vs.VideoNode:
         return core.resize.Point(clip, format=vs.RGBS)
     if matrix is not None:
         clip = core.std.SetFrameProps(clip, _Matrix=matrix)
-    return core.resize.Bicubic(clip, format=vs.RGBS, matrix_in=_default_matrix(clip.width, clip.height))
+    return core.resize.Bilinear(clip, format=vs.RGBS, matrix_in=_default_matrix(clip.width, clip.height))
 
 
 def _window_clips(rgb: vs.VideoNode, radius: int, padding: str) -> list[vs.VideoNode]:
@@ -222,20 +222,33 @@ def _frame0_colour(clip: vs.VideoNode) -> dict[str, int]:
     return {k: int(props[k]) for k in ("_Matrix", "_Range", "_ChromaLocation") if k in props}
 
 
+@dataclass(frozen=True)
+class _OutputColour:
+    matrix: int
+    full_range: bool
+    chromaloc: int
+
+
+def _output_colour(source: vs.VideoNode, matrix: int | None) -> _OutputColour:
+    """Matrix, range and chroma siting of YUV output: ``matrix=`` or the input's frame 0 (else the defaults)."""
+    colour = _frame0_colour(source) if source.format.color_family == vs.YUV else {}
+    if matrix is None:
+        matrix = colour.get("_Matrix", 2)
+        if matrix not in MATRICES.values():
+            matrix = _default_matrix(source.width, source.height)
+    full = colour.get("_Range", int(vs.RANGE_LIMITED)) == int(vs.RANGE_FULL)
+    loc = colour.get("_ChromaLocation", 0)
+    return _OutputColour(matrix, full, loc if loc in (0, 1) else 0)
+
+
 def _from_rgbs(rgb: vs.VideoNode, source: vs.VideoNode, fmt: vs.VideoFormat, matrix: int | None) -> vs.VideoNode:
     if fmt.id == vs.RGBS:
         return rgb
     if fmt.color_family == vs.RGB:
         return core.resize.Point(rgb, format=fmt.id)
-    colour = _frame0_colour(source) if source.format.color_family == vs.YUV else {}
-    if matrix is None:
-        matrix = colour.get("_Matrix", 2)
-        if matrix in (0, 2):
-            matrix = _default_matrix(source.width, source.height)
-    kwargs: dict[str, int] = {"matrix": matrix, "range": colour.get("_Range", int(vs.RANGE_LIMITED))}
-    if "_ChromaLocation" in colour:
-        kwargs["chromaloc"] = colour["_ChromaLocation"]
-    return core.resize.Bicubic(rgb, format=fmt.id, **kwargs)
+    colour = _output_colour(source, matrix)
+    return core.resize.Bilinear(rgb, format=fmt.id, matrix=colour.matrix, chromaloc=colour.chromaloc,
+                                range=int(vs.RANGE_FULL if colour.full_range else vs.RANGE_LIMITED))
 
 
 def _default_padding(net: torch.nn.Module) -> str:
@@ -324,18 +337,12 @@ class _KernelIO:
         self.source, self.opts, self.device = clip, opts, opts.device
         self.dtype = torch.float16 if dtype == torch.float16 else torch.float32
         self.in_fmt = clip.format
-        colour = _frame0_colour(clip) if clip.format.color_family == vs.YUV else {}
         out_fmt = opts.format
-        matrix = opts.matrix or colour.get("_Matrix", 2)
-        if matrix not in MATRICES.values():
-            matrix = _default_matrix(clip.width, clip.height)
-        self.out_pf = PlaneFormat.of(out_fmt, matrix=matrix,
-                                     full_range=(None if out_fmt.color_family == vs.RGB else
-                                                 colour.get("_Range", int(vs.RANGE_LIMITED)) == int(vs.RANGE_FULL)),
-                                     chromaloc=colour.get("_ChromaLocation", 0) if colour.get("_ChromaLocation", 0)
-                                     in (0, 1) else 0)
-        self.out_props = ({"_Matrix": matrix, "_Range": int(vs.RANGE_FULL if self.out_pf.full_range
-                                                             else vs.RANGE_LIMITED)}
+        colour = _output_colour(clip, opts.matrix)
+        self.out_pf = PlaneFormat.of(out_fmt, matrix=colour.matrix, chromaloc=colour.chromaloc,
+                                     full_range=None if out_fmt.color_family == vs.RGB else colour.full_range)
+        self.out_props = ({"_Matrix": colour.matrix,
+                           "_Range": int(vs.RANGE_FULL if colour.full_range else vs.RANGE_LIMITED)}
                           if self.out_pf.is_yuv else {"_Matrix": int(vs.MATRIX_RGB)})
 
     def frames_clip(self) -> vs.VideoNode:
@@ -394,13 +401,13 @@ def _build(clip: vs.VideoNode, net: torch.nn.Module, opts: Options) -> tuple[vs.
         by_index = dict(zip(delivered, f[1:]))
         window = (scene_window(n, radius, length, padding, delivered, {i: fr.props for i, fr in by_index.items()})
                   if opts.scene_change else delivered)
-        out = engine.restore(window, n, lambda i: io.read(by_index[i]))
         fout = f[0].copy()
         props = fout.props
         for key, value in by_index[n].props.items():
             if key != "_ColorRange":
                 props[key] = value
-        io.write(out, fout)
+        with engine.worker_stream():
+            io.write(engine.restore(window, n, lambda i: io.read(by_index[i])), fout)
         return fout
 
     def per_request(n: int) -> vs.VideoNode:
