@@ -238,7 +238,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from edvr_vs import train
 
-    return train.main([args.config, *(["--total-iter", str(args.total_iter)] if args.total_iter else [])])
+    return train.main([args.config, *(["--total-iter", str(args.total_iter)] if args.total_iter else []),
+                       *(["--export", args.export] if args.export else [])])
 
 
 def _tile(value: str) -> tuple[int, int]:
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train EDVR from a YAML config (see configs/)")
     tr.add_argument("config", help="YAML file with BasicSR-style keys")
     tr.add_argument("--total-iter", type=int, help="override train.total_iter")
+    tr.add_argument("--export", metavar="FILE", help="after training, write the fp16 (EMA) weights to FILE")
     tr.set_defaults(func=cmd_train)
 
     demo = sub.add_parser("demo", help="upscale a real clip x4 with the embedded model (the README's first command)")

@@ -445,10 +445,26 @@ def train(config: dict, *, log=print) -> dict[str, float]:
     return metrics
 
 
+def export_weights(checkpoint: str | Path, output: str | Path) -> str:
+    """Write a checkpoint's weights (EMA if present) as fp16 ``{"params": ...}``; returns the file's sha256."""
+    import hashlib
+
+    from edvr_vs.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    output = Path(output)
+    tmp = output.with_name(output.name + ".tmp")
+    torch.save({"params": {k: v.half().contiguous() for k, v in ckpt.state.items()}}, tmp)
+    os.replace(tmp, output)
+    return hashlib.sha256(output.read_bytes()).hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edvr-vs train", description="Train EDVR from a YAML config.")
     parser.add_argument("config", help="YAML file (BasicSR-style keys: network_g, datasets, train, path)")
     parser.add_argument("--total-iter", type=int, help="override train.total_iter")
+    parser.add_argument("--export", metavar="FILE",
+                        help="after training, write the (EMA) weights as fp16 to FILE and print its sha256")
     args = parser.parse_args(argv)
     config = yaml.safe_load(Path(args.config).read_text())
     if args.total_iter:
@@ -458,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     train(config, log=log)
+    if args.export:
+        latest = Path(config["path"]["experiments_root"]) / "models" / "net_g_latest.pth"
+        print(f"{args.export} sha256 {export_weights(latest, args.export)}")
     return 0
 
 
