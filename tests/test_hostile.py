@@ -181,3 +181,30 @@ def test_ctrl_c_during_vspipe_into_ffmpeg(tiny_weights, tmp_path):
     left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert elapsed < 2, elapsed
     assert left == []  # no process of the pipeline is left, zombie or not
+
+
+@pytest.mark.cuda
+def test_cuda_out_of_memory_falls_back_to_tiles(tiny_weights, capfd):
+    """GPU: with too little memory for whole frames, the filter tiles by itself and says so once."""
+    clip = core.std.BlankClip(format=vs.YUV420P8, width=1920, height=1088, length=5, color=[100, 120, 140])
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * 2 ** 30 / total))
+    try:
+        out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cuda", precision="fp32")
+        frames = [out.get_frame(n) for n in range(3)]
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert len(engine.tiles) > 1
+    assert capfd.readouterr().err.count("CUDA ran out of memory") == 1
+    assert all(f.width == 7680 for f in frames)
+
+
+@pytest.mark.cuda
+def test_cuda_streams_give_the_same_frames(tiny_weights):
+    clip = clip_from_frames(demo_frames(8, (48, 32)))
+    one = edvr(clip, weights=tiny_weights, device="cuda", precision="fp32")
+    many = edvr(clip, weights=tiny_weights, device="cuda", precision="fp32", num_streams=3)
+    futures = [many.get_frame_async(n) for n in range(8)]
+    for n, fut in enumerate(futures):
+        assert torch.allclose(frame_array(fut.result()), frame_array(one.get_frame(n)), atol=1e-5)

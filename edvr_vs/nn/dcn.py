@@ -69,7 +69,7 @@ def sample_columns_torch(
 
     Zero padding gives torchvision's rule: each tap outside the image is zero, so a
     position at or beyond one pixel outside is zero. Positions are normalised in
-    the input's dtype for ``align_corners=False`` (``x_norm = (2x + 1) / w - 1``),
+    the input's dtype for ``align_corners=False`` (``x_norm = x · 2/w + 1/w - 1``),
     which moves them by at most a few ulps of ``w``.
 
     Args:
@@ -87,18 +87,21 @@ def sample_columns_torch(
     g = mask.shape[1] // k
     dtype, device = x.dtype, x.device
 
-    # Undeformed sampling positions, exact integers: (K, ho, wo) after broadcasting.
+    # Undeformed sampling positions (exact integers), as (x, y) pairs: (K, ho, wo, 2).
     rows = torch.arange(ho, device=device, dtype=dtype) * stride[0] - padding[0]
     cols = torch.arange(wo, device=device, dtype=dtype) * stride[1] - padding[1]
     ki = (torch.arange(kh, device=device, dtype=dtype) * dilation[0]).repeat_interleave(kw)
     kj = (torch.arange(kw, device=device, dtype=dtype) * dilation[1]).repeat(kh)
-    off = offset.view(b * g, k, 2, ho, wo)
-    py = ki.view(k, 1, 1) + rows.view(1, ho, 1) + off[:, :, 0]  # (b*g, K, ho, wo)
-    px = kj.view(k, 1, 1) + cols.view(1, 1, wo) + off[:, :, 1]
-    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).view(b * g, k * ho, wo, 2)
+    base = torch.stack(torch.broadcast_tensors(kj.view(k, 1, 1) + cols.view(1, 1, wo),
+                                               ki.view(k, 1, 1) + rows.view(1, ho, 1)), dim=-1)
+    # Deformed positions normalised for align_corners=False: x_norm = (2x + 1) / w - 1.
+    off = offset.view(b * g, k, 2, ho, wo).permute(0, 1, 3, 4, 2).flip(-1)  # (dy, dx) -> (x, y)
+    scale = torch.tensor([2.0 / w, 2.0 / h], device=device, dtype=dtype)
+    shift = torch.tensor([1.0 / w - 1, 1.0 / h - 1], device=device, dtype=dtype)
+    grid = ((off + base) * scale + shift).reshape(b * g, k * ho, wo, 2)
     sampled = F.grid_sample(x.reshape(b * g, c // g, h, w), grid, mode="bilinear", padding_mode="zeros",
                             align_corners=False)  # (b*g, Cg, K*ho, wo)
-    sampled = sampled.view(b, g, c // g, k, ho * wo) * mask.view(b, g, 1, k, ho * wo)
+    sampled = sampled.view(b, g, c // g, k, ho * wo).mul_(mask.view(b, g, 1, k, ho * wo))
     return sampled.view(b, c * k, ho * wo)
 
 
@@ -220,9 +223,14 @@ class DCNv2Pack(nn.Module):
         nn.init.zeros_(self.conv_offset.bias)
 
     def offsets_and_mask(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``feat`` (b, C, h, w) → offset (b, 2GK, h, w), mask (b, GK, h, w)."""
-        o1, o2, mask = torch.chunk(self.conv_offset(feat), 3, dim=1)
-        return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
+        """``feat`` (b, C, h, w) → offset (b, 2GK, h, w), mask (b, GK, h, w).
+
+        BasicSR chunks the conv's output into thirds (o1, o2, mask) and concatenates
+        o1 and o2 again: that is its first two thirds, taken here as they are.
+        """
+        out = self.conv_offset(feat)
+        n = out.shape[1] // 3
+        return out[:, :2 * n], torch.sigmoid(out[:, 2 * n:])
 
     def forward(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         offset, mask = self.offsets_and_mask(feat)
