@@ -13,7 +13,7 @@ images is one sequence; images decoded by ffmpeg). Low-resolution inputs are mad
 on the fly with MATLAB's antialiased bicubic ``imresize`` (cubic kernel a = -0.5,
 kernel widened by the scale, symmetric borders), optionally after a Gaussian blur
 (the BD degradation); ``hr_in`` models get Gaussian-blurred, noisy inputs at full
-size instead.
+size instead, optionally compressed as H.264 (``crf``: the deblur+compression task).
 
 Checkpoints are BasicSR's layout (``params``, and ``params_ema`` with EMA on),
 saved atomically with the optimiser state beside them for resuming.
@@ -91,6 +91,22 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def h264_roundtrip(frames: torch.Tensor, crf: int) -> torch.Tensor:
+    """Frames ``(n, 3, h, w)`` in [0, 1] through H.264 (libx264, 4:2:0, ``crf``) and back, with ffmpeg."""
+    n, _, h, w = frames.shape
+    pad_h, pad_w = h % 2, w % 2  # 4:2:0 needs even sizes
+    x = F.pad(frames, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else frames
+    raw = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).contiguous().numpy().tobytes()
+    size = f"{w + pad_w}x{h + pad_h}"
+    encoded = subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-i", "-",
+                              "-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", "-f", "h264", "-"],
+                             input=raw, capture_output=True, check=True).stdout
+    decoded = subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt",
+                              "rgb24", "-"], input=encoded, capture_output=True, check=True).stdout
+    out = torch.from_numpy(np.frombuffer(decoded, np.uint8).reshape(n, h + pad_h, w + pad_w, 3).copy())
+    return out.permute(0, 3, 1, 2)[..., :h, :w].to(frames.dtype) / 255
+
+
 @dataclass(frozen=True)
 class Degradation:
     """How inputs are made from ground-truth frames."""
@@ -98,6 +114,7 @@ class Degradation:
     scale: int = 4  # 4: bicubic x4 LR inputs; 1: hr_in (deblurring) inputs
     blur_sigma: float = 0.0  # Gaussian blur before downsampling (BD), or the deblur task's blur
     noise_sigma: float = 0.0  # additive Gaussian noise (in [0, 1] units) after downsampling
+    crf: int = 0  # > 0: finally compress the window as H.264 at this CRF (the deblurcomp task)
 
     def __call__(self, gt: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``gt`` (n, 3, H, W) → inputs (n, 3, H/scale, W/scale), clamped to [0, 1]."""
@@ -108,7 +125,8 @@ class Degradation:
             x = imresize(x, 1 / self.scale)
         if self.noise_sigma > 0:
             x = x + torch.randn(x.shape, generator=generator, dtype=x.dtype) * self.noise_sigma
-        return x.clamp(0, 1).to(gt.dtype)
+        x = x.clamp(0, 1).to(gt.dtype)
+        return h264_roundtrip(x, self.crf) if self.crf > 0 else x
 
 
 # ---- data ---------------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ def test_degradations():
     assert blurred.std() < lq.std()
     hr_in = Degradation(scale=1, blur_sigma=2.0, noise_sigma=0.01)(gt, torch.Generator().manual_seed(0))
     assert hr_in.shape == gt.shape and psnr(hr_in, gt) < 35
+    odd = demo_frames(3, (47, 33))
+    compressed = Degradation(scale=1, crf=35)(odd)
+    assert compressed.shape == odd.shape
+    assert 22 < psnr(compressed, odd) < psnr(Degradation(scale=1, crf=15)(odd), odd) < 50
 
 
 def test_augmentation_is_the_same_for_every_frame():
