@@ -33,13 +33,15 @@ def source_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.name.endswith(".cu"))
 
 
+@functools.lru_cache(maxsize=None)
 def read_source(name: str) -> str:
     return importlib.resources.files(SOURCE_PACKAGE).joinpath(name).read_text()
 
 
+@functools.lru_cache(maxsize=None)
 def cuda_include_dirs() -> list[str]:
     """CUDA headers from the nvidia pip wheels (torch's CUDA build installs them)."""
-    dirs = []
+    dirs: list[str] = []
     try:
         import nvidia  # namespace package of the nvidia-* wheels
 
@@ -47,7 +49,7 @@ def cuda_include_dirs() -> list[str]:
             dirs += [str(p) for p in Path(base).glob("*/include") if (p / "cuda_fp16.h").exists()]
     except ImportError:
         pass
-    return sorted(set(dirs))
+    return sorted(set(dirs))  # cached: the lookup runs once per process
 
 
 def compile_options(name: str, defines: dict[str, int] | None = None) -> tuple[str, ...]:
@@ -71,8 +73,14 @@ def _module(source: str, options: tuple[str, ...], arch: str):  # -> cupy.RawMod
 
 def get_function(name: str, entry: str, device: torch.device, defines: dict[str, int] | None = None):
     """The compiled ``extern "C"`` entry point ``entry`` of ``kernels/<name>`` for ``device``."""
-    major, minor = torch.cuda.get_device_capability(device)
-    return _module(read_source(name), compile_options(name, defines), f"sm_{major}{minor}").get_function(entry)
+    return _function(name, entry, device.index if device.index is not None else torch.cuda.current_device(),
+                     tuple(sorted((defines or {}).items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _function(name: str, entry: str, index: int, defines: tuple[tuple[str, int], ...]):
+    major, minor = torch.cuda.get_device_capability(index)
+    return _module(read_source(name), compile_options(name, dict(defines)), f"sm_{major}{minor}").get_function(entry)
 
 
 def _dl(t: torch.Tensor):
@@ -92,9 +100,10 @@ def launch(name: str, entry: str, total: int, tensors: list[torch.Tensor], ints:
     import cupy
 
     device = tensors[0].device
-    fn = get_function(name, entry, device, defines)
-    stream = torch.cuda.current_stream(device)
-    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index):
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    fn = get_function(name, entry, torch.device("cuda", index), defines)
+    stream = torch.cuda.current_stream(index)
+    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
         args = [_dl(t) for t in tensors] + [cupy.int32(i) for i in ints] + [cupy.float32(f) for f in floats]
         blocks = (total + THREADS - 1) // THREADS
         if blocks:
