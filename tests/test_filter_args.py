@@ -35,7 +35,7 @@ def clip():
     (dict(format=vs.GRAY8), r"'format' must be RGB or YUV, got Gray8"),
     (dict(matrix="bt999"), r"'matrix' must be one of 709, 601"),
     (dict(scene_change="yes"), r"'scene_change' must be True or False"),
-    (dict(model="no_such_model"), r"'model' must be one of EDVR_M_x4_SR_REDS_official, "),
+    (dict(model="no_such_model"), r"'model' must be one of EDVR_T_x4_SR, EDVR_M_x4_SR_REDS_official, "),
     (dict(model="EDVR_M_x4_SR_REDS_official", weights="w.pth"), r"give either 'model' .* or 'weights' .*, not both"),
     (dict(weights=3), r"'weights' must be a checkpoint path, got int"),
     (dict(weights="/nonexistent/w.pth"), r"'weights': checkpoint '/nonexistent/w.pth' does not exist"),

@@ -23,8 +23,10 @@ def test_wheel_carries_kernels_and_yaml_and_loads_elsewhere(tmp_path):
     sources = {p.name for p in (REPO / "kernels").glob("*.cu")}
     assert sources, "kernels/ holds no .cu file"
     assert {f"edvr_vs/kernel_src/{n}" for n in sources} <= names
-    yamls = {f"edvr_vs/{p.name}" for p in (REPO / "edvr_vs").glob("*.yaml")}
-    assert yamls <= names
+    data = {f"edvr_vs/{p.relative_to(REPO / 'edvr_vs')}" for pattern in ("*.yaml", "weights/*.pth")
+            for p in (REPO / "edvr_vs").glob(pattern)}
+    assert "edvr_vs/zoo.yaml" in data and "edvr_vs/weights/EDVR_T_x4_SR.pth" in data
+    assert data <= names
 
     # Installed (not editable) into a separate folder, imported from elsewhere.
     target = tmp_path / "site"
@@ -34,6 +36,7 @@ def test_wheel_carries_kernels_and_yaml_and_loads_elsewhere(tmp_path):
     torch.save({"params": EDVR(num_feat=16, num_extract_block=1, num_reconstruct_block=1).state_dict()}, ckpt)
     code = ("import edvr_vs, importlib.resources as r; m = edvr_vs.load_model('w.pth'); "
             "print(edvr_vs.__file__); print(m.config.num_feat); "
+            "from edvr_vs import zoo; assert zoo.weights_path(zoo.default_model()).is_file(); "
             "print(sorted(p.name for p in r.files('edvr_vs.kernel_src').iterdir() if p.name.endswith('.cu')))")
     env = os.environ | {"PYTHONPATH": str(target)}
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
