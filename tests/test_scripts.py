@@ -21,3 +21,12 @@ def test_bench_dcn_quick():
     assert out["benchmark"] == "dcn" and row["channels"] == 64 and (row["height"], row["width"]) == (45, 80)
     assert row["ours_ms"] > 0 and row["torchvision_ms"] > 0
     assert abs(row["ratio"] - row["torchvision_ms"] / row["ours_ms"]) < 0.01 * row["ratio"] + 1e-3
+
+
+def test_bench_small_on_cpu():
+    out = run_json("scripts/bench.py", "--device", "cpu", "--frames", "3", "--sizes", "32x48")
+    (row,) = out["rows"]
+    assert row["model"] == "EDVR-M" and row["output"] == "128x192" and row["precision"] == "fp32"
+    assert row["frames"] == 3 and row["features_computed"] == 3  # each frame's features once
+    assert row["filter_fps"] > 0 and row["reference_ms"] > 0 and row["model_ms"] > 0
+    assert abs(row["speedup"] - row["reference_ms"] * row["filter_fps"] / 1000) < 0.01
