@@ -37,6 +37,7 @@ import vapoursynth as vs  # noqa: E402
 from edvr_vs.filter import edvr_with_engine  # noqa: E402
 from edvr_vs.nn.edvr import EDVR  # noqa: E402
 from edvr_vs.window import window_indices  # noqa: E402
+from tests.clips import frame_array  # noqa: E402
 from tests.reference_edvr import Ref  # noqa: E402
 
 core = vs.core
@@ -54,8 +55,8 @@ def real_frames(count: int, height: int, width: int) -> vs.VideoNode:
 
 
 def as_tensor(clip: vs.VideoNode) -> torch.Tensor:
-    rgb = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in=6)
-    return torch.stack([torch.from_numpy(np.stack([np.asarray(f[p]) for p in range(3)])) for f in rgb.frames()])
+    rgb = core.resize.Bilinear(clip, format=vs.RGBS, matrix_in=6)
+    return torch.stack([frame_array(f) for f in rgb.frames()])
 
 
 def peak_rss_mb() -> float:

@@ -24,26 +24,9 @@ import vapoursynth as vs  # noqa: E402
 
 from edvr_vs import edvr  # noqa: E402
 from edvr_vs.train import find_sequences, imresize, psnr, read_images, rgb_to_y  # noqa: E402
+from tests.clips import clip_from_frames, frame_array  # noqa: E402
 
 core = vs.core
-
-
-def rgbs_clip(frames: torch.Tensor) -> vs.VideoNode:
-    t, _, h, w = frames.shape
-    data = frames.numpy().astype(np.float32)
-    blank = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=t, keep=True)
-
-    def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
-        out = f.copy()
-        for p in range(3):
-            np.copyto(np.asarray(out[p]), data[n, p])
-        return out
-
-    return core.std.ModifyFrame(blank, blank, fill)
-
-
-def frames_of(clip: vs.VideoNode) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.stack([np.asarray(f[p]) for p in range(3)])) for f in clip.frames()])
 
 
 def y_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -56,7 +39,10 @@ def evaluate(folder: Path, model: str | None, weights: str | None, device: str) 
     h, w = gt.shape[-2:]
     gt = gt[..., : h - h % 4, : w - w % 4]
     lq = imresize(gt.double(), 0.25).float().clamp(0, 1)
-    clip = rgbs_clip(lq)
+    clip = clip_from_frames(lq)
+    def frames_of(node: vs.VideoNode) -> torch.Tensor:
+        return torch.stack([frame_array(f) for f in node.frames()])
+
     restored = frames_of(edvr(clip, model=model, weights=weights, device=device))
     bicubic = frames_of(core.resize.Bicubic(clip, width=clip.width * 4, height=clip.height * 4))
     mitchell = frames_of(core.resize.Bicubic(clip, width=clip.width * 4, height=clip.height * 4,

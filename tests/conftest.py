@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.clips import clip_from_frames, frame_array  # noqa: F401  (shared with scripts/)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
@@ -78,34 +80,6 @@ def demo_frames(count: int, size: tuple[int, int] | None = None) -> torch.Tensor
         w, h = size
         frames = frames[..., 40:40 + h, 60:60 + w].contiguous()
     return frames
-
-
-def clip_from_frames(frames: torch.Tensor, props: list[dict] | None = None):
-    """An RGBS clip whose frame i holds ``frames[i]`` ((t, 3, h, w) in [0, 1]) and ``props[i]``."""
-    import numpy as np
-    import vapoursynth as vs
-
-    core = vs.core
-    t, _, h, w = frames.shape
-    data = frames.numpy().astype(np.float32)
-    blank = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=t, keep=True)
-
-    def fill(n, f):
-        out = f.copy()
-        for p in range(3):
-            np.copyto(np.asarray(out[p]), data[n, p])
-        for k, v in (props[n] if props else {}).items():
-            out.props[k] = v
-        return out
-
-    return core.std.ModifyFrame(blank, blank, fill)
-
-
-def frame_array(frame) -> torch.Tensor:
-    """A VapourSynth frame's planes as a float tensor (planes, h, w) (same-size planes only)."""
-    import numpy as np
-
-    return torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(frame.format.num_planes)]).astype(np.float32))
 
 
 @pytest.fixture(scope="session")
