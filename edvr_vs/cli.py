@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,18 +53,12 @@ def open_source(path: str):
             errors.append(f"bestsource: {e}")
     if hasattr(core, "lsmas"):
         try:
-            return core.lsmas.LWLibavSource(path, cachefile=os.path.join(_tmpdir(), "edvr_vs.lwi"))
+            return core.lsmas.LWLibavSource(path, cachefile=os.path.join(tempfile.gettempdir(), "edvr_vs.lwi"))
         except vs.Error as e:
             errors.append(f"lsmas: {e}")
     if not errors:
         raise CliError("no source plugin: pip install vapoursynth-bestsource (or vapoursynth-lsmas)")
     raise CliError(f"cannot read {path!r}: {'; '.join(errors)}")
-
-
-def _tmpdir() -> str:
-    import tempfile
-
-    return tempfile.gettempdir()
 
 
 def parse_frames(spec: str | None, length: int) -> tuple[int, int]:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from edvr_vs.cli import ffmpeg_exe
 from edvr_vs.nn.edvr import EDVR
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -145,12 +146,6 @@ def read_video(path: Path, max_frames: int | None = None) -> np.ndarray:
         for p in range(3):
             frames[i, :, :, p] = np.asarray(f[p])
     return frames
-
-
-def ffmpeg_exe() -> str:
-    from edvr_vs.cli import ffmpeg_exe as find
-
-    return find()
 
 
 def read_images(paths: list[Path]) -> np.ndarray:

@@ -67,10 +67,14 @@ class ModelEntry:
 
 
 @cache
+def _zoo_yaml() -> dict:
+    return yaml.safe_load(resources.files("edvr_vs").joinpath("zoo.yaml").read_text())
+
+
+@cache
 def _registry() -> dict[str, ModelEntry]:
-    data = yaml.safe_load(resources.files("edvr_vs").joinpath("zoo.yaml").read_text())
     entries = {}
-    for name, e in data["models"].items():
+    for name, e in _zoo_yaml()["models"].items():
         entries[name] = ModelEntry(
             name=name, source=e["source"], task=e["task"], scale=int(e["scale"]), padding=e["padding"],
             arch=EDVRConfig(**e["arch"]), file=e["file"], sha256=str(e["sha256"]).lower(), url=e.get("url"),
@@ -80,8 +84,7 @@ def _registry() -> dict[str, ModelEntry]:
 
 def default_model() -> str | None:
     """The embedded model used when no model is named, if the package ships one."""
-    data = yaml.safe_load(resources.files("edvr_vs").joinpath("zoo.yaml").read_text())
-    return data.get("default")
+    return _zoo_yaml().get("default")
 
 
 def names() -> list[str]:
