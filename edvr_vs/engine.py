@@ -5,9 +5,12 @@ tensor on the device, its L1/L2/L3 features, and the frame-only halves of each
 level's ``offset_conv1`` (as neighbour and as reference). A window then costs the
 PCD alignment of its 2N+1 frames as one batch, the fusion and the reconstruction.
 
-Frames are always processed one at a time (batch 1) and windows always as one
-batch of 2N+1, so an output frame does not depend on the order or concurrency of
-requests: on the CPU the results are bitwise reproducible.
+Frames are always processed one at a time (batch 1) and windows always the same
+way, so an output frame does not depend on the order or concurrency of requests:
+on the CPU the results are bitwise reproducible.
+
+``Speed`` holds the fast-path switches; each can be turned off on its own, so that
+``scripts/bench.py --ablation`` measures what it buys.
 """
 
 from __future__ import annotations
@@ -22,10 +25,25 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from edvr_vs.graphs import GraphCache
+from edvr_vs.nn.dcn import DCNv2Pack
 from edvr_vs.nn.edvr import EDVR, Pyramid
 from edvr_vs.ring import FrameCache
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Speed:
+    """Fast-path switches (README "Performance"). The defaults are the fastest measured
+    choices; the CUDA-only ones have no effect on the CPU."""
+
+    channels_last: bool = True  # NHWC activations and weights: oneDNN's and cuDNN's fastest layout
+    batch_align: bool = True  # the 2N+1 PCD alignments of a window as one batch (else one call each)
+    check_offsets: bool = False  # BasicSR's offset-magnitude warning: a host synchronisation per DCN
+    cuda_graphs: bool = False  # replay the per-window network as a CUDA graph (CUDA only)
+    num_streams: int = 1  # CUDA streams that requests are spread over (CUDA only)
+    pinned_memory: bool = True  # page-locked host buffers for frame upload/download (CUDA only)
 
 
 @dataclass(frozen=True)
@@ -70,12 +88,20 @@ class Engine:
     """One EDVR model on one device at one precision, with its ring buffer."""
 
     def __init__(self, model: EDVR, device: torch.device, precision: str, *, width: int, height: int,
-                 tile: tuple[int, int] | None, tile_overlap: tuple[int, int], num_streams: int,
-                 cache_frames: int) -> None:
+                 tile: tuple[int, int] | None, tile_overlap: tuple[int, int], cache_frames: int,
+                 speed: Speed = Speed()) -> None:
+        if speed.cuda_graphs and device.type != "cuda":
+            raise ValueError("Engine: cuda_graphs needs a CUDA device")
+        if speed.cuda_graphs and speed.check_offsets:
+            raise ValueError("Engine: check_offsets synchronises with the host, which a CUDA graph cannot")
         self.device = device
         self.dtype = PRECISIONS[precision]
-        # Channels-last: the layout oneDNN and cuDNN (tensor cores) run convolutions fastest in.
-        self.model = model.to(device=device, dtype=self.dtype, memory_format=torch.channels_last).eval()
+        self.speed = speed
+        self.memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
+        self.model = model.to(device=device, dtype=self.dtype, memory_format=self.memory_format).eval()
+        for m in self.model.modules():
+            if isinstance(m, DCNv2Pack):
+                m.check_offsets = speed.check_offsets
         self.cfg = model.config
         self.radius = self.cfg.num_frame // 2
         self.width, self.height = width, height
@@ -88,9 +114,10 @@ class Engine:
         # computing at once would oversubscribe them (measured: far slower), so they take turns.
         self._cpu_turn = threading.Lock() if device.type == "cpu" else contextlib.nullcontext()
         self._warned_oom = False
-        self._streams = ([torch.cuda.Stream(device) for _ in range(num_streams)]
-                         if device.type == "cuda" and num_streams > 1 else [])
+        self._streams = ([torch.cuda.Stream(device) for _ in range(speed.num_streams)]
+                         if device.type == "cuda" and speed.num_streams > 1 else [])
         self._next_stream = itertools.count()
+        self.graphs = (GraphCache(self._window_net, self._buffer, device) if speed.cuda_graphs else None)
 
     # ---- per frame --------------------------------------------------------------------------
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +132,7 @@ class Engine:
         """One frame's tile (RGB (3, h, w), any device) on the device, and its features."""
         region = rgb[:, tile.ry0:tile.ry1, tile.rx0:tile.rx1]
         x = region.unsqueeze(0).to(self.device, self.dtype, non_blocking=True)
-        x = self._pad(x).contiguous(memory_format=torch.channels_last)
+        x = self._pad(x).contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
             feats = self.model.extract_features(x)
             as_nbr, as_ref = self.model.split_offset_conv1(feats)
@@ -124,18 +151,53 @@ class Engine:
             for t in (work.rgb, *work.feats, *work.as_nbr, *work.as_ref):
                 t.record_stream(stream)
 
+    def _gather(self, works: list[FrameWork], center: FrameWork,
+                out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """A window's inputs to ``_window_net``, stacked (into ``out`` when given)."""
+        parts = [*([w.feats[k] for w in works] for k in range(3)), *([w.as_nbr[k] for w in works] for k in range(3)),
+                 *([center.as_ref[k]] for k in range(3)), [center.feats[0]], [center.rgb]]
+        if out is None:
+            return [torch.cat(p) if len(p) > 1 else p[0] for p in parts]
+        for o, p in zip(out, parts):
+            torch.cat(p, out=o)
+        return out
+
+    @staticmethod
+    def _gathered_shapes(works: list[FrameWork], center: FrameWork) -> list[torch.Size]:
+        t = len(works)
+        return [torch.Size((t, *center.feats[k].shape[1:])) for k in range(3)] + \
+               [torch.Size((t, *center.as_nbr[k].shape[1:])) for k in range(3)] + \
+               [center.as_ref[k].shape for k in range(3)] + [center.feats[0].shape, center.rgb.shape]
+
+    def _buffer(self, shape: torch.Size) -> torch.Tensor:
+        return torch.empty(shape, device=self.device, dtype=self.dtype, memory_format=self.memory_format)
+
+    def _window_net(self, nbr0: torch.Tensor, nbr1: torch.Tensor, nbr2: torch.Tensor, an0: torch.Tensor,
+                    an1: torch.Tensor, an2: torch.Tensor, ar0: torch.Tensor, ar1: torch.Tensor, ar2: torch.Tensor,
+                    ref_l1: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """The per-window network: each frame's features and ``offset_conv1`` halves stacked
+        over the window (t, C, h, w), the centre's reference halves, L1 features and RGB
+        (1, ...) → the restored centre frame (1, 3, H, W)."""
+        nbr = [nbr0, nbr1, nbr2]
+        first = [a + r for a, r in zip((an0, an1, an2), (ar0, ar1, ar2))]
+        align = self.model.pcd_align.align_from_first_offsets
+        t = nbr0.shape[0]
+        if self.speed.batch_align:
+            aligned = align(nbr, ref_l1.expand(t, -1, -1, -1), first)
+        else:
+            aligned = torch.cat([align([f[j:j + 1] for f in nbr], ref_l1, [f[j:j + 1] for f in first])
+                                 for j in range(t)])
+        return self.model.reconstruct(self.model.fuse(aligned.unsqueeze(0)), rgb)
+
     def window_output(self, works: list[FrameWork], center: FrameWork) -> torch.Tensor:
         """The restored centre frame (1, 3, H, W) of a window of per-frame work."""
         with torch.inference_mode():
             for w in {id(w): w for w in [*works, center]}.values():
                 self._use(w)
-            t = len(works)
-            nbr = [torch.cat([w.feats[k] for w in works]) for k in range(3)]
-            first = [torch.cat([w.as_nbr[k] for w in works]) + center.as_ref[k] for k in range(3)]
-            ref_l1 = center.feats[0].expand(t, -1, -1, -1)
-            aligned = self.model.pcd_align.align_from_first_offsets(nbr, ref_l1, first)
-            fused = self.model.fuse(aligned.unsqueeze(0))
-            return self.model.reconstruct(fused, center.rgb)
+            if self.graphs is not None:
+                return self.graphs(self._gathered_shapes(works, center),
+                                   lambda bufs: self._gather(works, center, bufs))
+            return self._window_net(*self._gather(works, center))
 
     def restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
         """Output frame for ``window`` (source indices; ``center`` among them): RGB (3, H, W) on the device.
@@ -161,6 +223,8 @@ class Engine:
                 return False
             self.tiles = make_tiles(self.width, self.height, new, self.tile_overlap)
             self.cache = FrameCache(self.cache_frames * len(self.tiles))
+            if self.graphs is not None:
+                self.graphs.clear()
             torch.cuda.empty_cache()
             if not self._warned_oom:
                 self._warned_oom = True

@@ -30,7 +30,7 @@ import torch
 import vapoursynth as vs
 
 from edvr_vs.checkpoint import CheckpointError, load_model
-from edvr_vs.engine import PRECISIONS, Engine
+from edvr_vs.engine import PRECISIONS, Engine, Speed
 from edvr_vs.window import PADDING_MODES, scene_window, window_indices
 
 core = vs.core
@@ -53,7 +53,7 @@ class Options:
     scene_change: bool
     tile: tuple[int, int] | None
     tile_overlap: tuple[int, int]
-    num_streams: int
+    speed: Speed
     format: vs.VideoFormat
     matrix: int | None
 
@@ -155,9 +155,24 @@ def _resolve_weights(model: object, weights: object) -> tuple[torch.nn.Module, s
         raise _Invalid(f"'weights': {e}") from None
 
 
+def _speed(dev: torch.device, switches: dict[str, object]) -> Speed:
+    for name, value in switches.items():
+        if name != "num_streams" and not isinstance(value, bool):
+            raise _Invalid(f"{name!r} must be True or False, got {value!r}")
+    num_streams = switches["num_streams"]
+    if not isinstance(num_streams, int) or isinstance(num_streams, bool) or num_streams < 1:
+        raise _Invalid(f"'num_streams' must be an int ≥ 1, got {num_streams!r}")
+    if switches["cuda_graphs"] and switches["check_offsets"]:
+        raise _Invalid("'check_offsets' synchronises with the host, which a CUDA graph cannot: "
+                       "turn one of 'check_offsets' and 'cuda_graphs' off")
+    if switches["cuda_graphs"] and dev.type != "cuda":
+        raise _Invalid("'cuda_graphs' needs CUDA; the device is 'cpu'")
+    return Speed(**switches)
+
+
 def _options(clip: vs.VideoNode, *, device: object, device_index: object, precision: object, padding: object,
-             scene_change: object, tile: object, tile_overlap: object, num_streams: object, format: object,
-             matrix: object) -> Options:
+             scene_change: object, tile: object, tile_overlap: object, format: object, matrix: object,
+             speed: dict[str, object]) -> Options:
     dev = _device(device, device_index)
     if precision is None:
         precision = "fp16" if dev.type == "cuda" else "fp32"
@@ -172,10 +187,8 @@ def _options(clip: vs.VideoNode, *, device: object, device_index: object, precis
     tile_pair = None if tile is None else _pair(tile, "tile", allow_zero=False)
     overlap = (DEFAULT_OVERLAP, DEFAULT_OVERLAP) if tile_overlap is None else _pair(tile_overlap, "tile_overlap",
                                                                                       allow_zero=True)
-    if not isinstance(num_streams, int) or isinstance(num_streams, bool) or num_streams < 1:
-        raise _Invalid(f"'num_streams' must be an int ≥ 1, got {num_streams!r}")
     return Options(device=dev, precision=precision, padding=padding, scene_change=scene_change, tile=tile_pair,
-                   tile_overlap=overlap, num_streams=num_streams, format=_format(format, clip),
+                   tile_overlap=overlap, speed=_speed(dev, speed), format=_format(format, clip),
                    matrix=_matrix(matrix))
 
 
@@ -269,9 +282,14 @@ def edvr_with_engine(
     scene_change: bool = True,
     tile: Sequence[int] | int | None = None,
     tile_overlap: Sequence[int] | int | None = None,
-    num_streams: int = 1,
     format: object = None,
     matrix: str | int | None = None,
+    num_streams: int = 1,
+    cuda_graphs: bool = False,
+    pinned_memory: bool = True,
+    channels_last: bool = True,
+    batch_align: bool = True,
+    check_offsets: bool = False,
 ) -> tuple[vs.VideoNode, Engine]:
     """``edvr()`` that also returns its ``Engine`` (ring-buffer counters, for tests and benchmarks).
 
@@ -284,8 +302,10 @@ def edvr_with_engine(
     try:
         clip = _check_clip(clip)
         opts = _options(clip, device=device, device_index=device_index, precision=precision, padding=padding,
-                        scene_change=scene_change, tile=tile, tile_overlap=tile_overlap, num_streams=num_streams,
-                        format=format, matrix=matrix)
+                        scene_change=scene_change, tile=tile, tile_overlap=tile_overlap, format=format, matrix=matrix,
+                        speed=dict(num_streams=num_streams, cuda_graphs=cuda_graphs, pinned_memory=pinned_memory,
+                                   channels_last=channels_last, batch_align=batch_align,
+                                   check_offsets=check_offsets))
         net, zoo_padding = _resolve_weights(model, weights)
         if opts.padding is None:
             opts = dataclasses.replace(opts, padding=zoo_padding or _default_padding(net))
@@ -364,19 +384,34 @@ class _KernelIO:
         loc = int(props.get("_ChromaLocation", 0))
         return PlaneFormat.of(self.in_fmt, matrix=matrix, full_range=full, chromaloc=loc if loc in (0, 1) else 0)
 
-    def read(self, frame: vs.VideoFrame) -> torch.Tensor:
-        from edvr_vs.convert import planes_to_rgb
+    def _upload(self, plane: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        """A (read-only, row-padded) plane → a contiguous tensor on the device; one host copy."""
+        host = torch.empty(plane.shape, dtype=dtype, pin_memory=self.opts.speed.pinned_memory)
+        np.copyto(host.numpy(), plane)
+        # From page-locked memory the copy is asynchronous; torch's caching host allocator
+        # keeps the block until it is done.
+        return host.to(self.device, non_blocking=True)
 
-        planes = [torch.from_numpy(np.ascontiguousarray(np.asarray(frame[p]))).to(self.device, non_blocking=True)
-                  for p in range(3)]
-        return planes_to_rgb(planes, self._in_format(frame), self.dtype)
+    def read(self, frame: vs.VideoFrame) -> torch.Tensor:
+        from edvr_vs.convert import SAMPLE_TORCH, planes_to_rgb
+
+        fmt = self._in_format(frame)
+        planes = [self._upload(np.asarray(frame[p]), SAMPLE_TORCH[fmt.sample]) for p in range(3)]
+        return planes_to_rgb(planes, fmt, self.dtype)
 
     def write(self, out: torch.Tensor, fout: vs.VideoFrame) -> None:
         from edvr_vs.convert import rgb_to_planes
 
         planes = rgb_to_planes(out.to(self.dtype), self.out_pf)
-        for p, plane in enumerate(planes):
-            np.copyto(np.asarray(fout[p]), plane.cpu().numpy())
+        if self.opts.speed.pinned_memory:
+            hosts = [torch.empty(p.shape, dtype=p.dtype, pin_memory=True).copy_(p, non_blocking=True) for p in planes]
+            done = torch.cuda.Event()
+            done.record()
+            done.synchronize()  # this request's stream only: other streams keep running
+        else:
+            hosts = [p.cpu() for p in planes]
+        for p, host in enumerate(hosts):
+            np.copyto(np.asarray(fout[p]), host.numpy())
         for k, v in self.out_props.items():
             fout.props[k] = v
 
@@ -390,8 +425,8 @@ def _build(clip: vs.VideoNode, net: torch.nn.Module, opts: Options) -> tuple[vs.
     padding = opts.padding
     length = clip.num_frames
     engine = Engine(net, opts.device, opts.precision, width=clip.width, height=clip.height, tile=opts.tile,
-                    tile_overlap=opts.tile_overlap, num_streams=opts.num_streams,
-                    cache_frames=2 * radius + 1 + 2 * core.num_threads)
+                    tile_overlap=opts.tile_overlap, cache_frames=2 * radius + 1 + 2 * core.num_threads,
+                    speed=opts.speed)
     io = _KernelIO(clip, opts, engine.dtype) if opts.device.type == "cuda" else _ZimgIO(clip, opts)
     windows = _window_clips(io.frames_clip(), radius, padding)
     blank = io.blank(clip.width * cfg.scale, clip.height * cfg.scale)

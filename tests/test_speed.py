@@ -1,0 +1,146 @@
+"""The fast-path switches of edvr(): each one on or off gives the same frames; CUDA graphs replay correctly."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import vapoursynth as vs
+
+from edvr_vs.filter import edvr, edvr_with_engine
+from edvr_vs.graphs import GraphCache
+from edvr_vs.nn.dcn import DCNv2Pack
+from tests.conftest import clip_from_frames, demo_frames, frame_array
+
+core = vs.core
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return clip_from_frames(demo_frames(7, (48, 32)))
+
+
+def frames(node: vs.VideoNode) -> list[torch.Tensor]:
+    return [frame_array(f) for f in node.frames()]
+
+
+def max_rel(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max(((x - y).abs().max() / y.abs().max()).item() for x, y in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def default_frames(clip, tiny_weights):
+    return frames(edvr(clip, weights=tiny_weights, device="cpu"))
+
+
+@pytest.mark.parametrize("switch", [dict(channels_last=False), dict(batch_align=False),
+                                    dict(channels_last=False, batch_align=False)])
+def test_switches_off_give_the_same_frames(clip, tiny_weights, default_frames, switch):
+    out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu", **switch)
+    assert all(getattr(engine.speed, k) == v for k, v in switch.items())
+    pcd = engine.model.pcd_align
+    batches = []
+
+    def align(nbr, ref_l1, first):
+        batches.append(nbr[0].shape[0])
+        return type(pcd).align_from_first_offsets(pcd, nbr, ref_l1, first)
+
+    pcd.align_from_first_offsets = align
+    assert max_rel(frames(out), default_frames) <= 1e-5
+    # Not a no-op: the layout and the alignment calls are what the switches say.
+    assert engine.model.conv_first.weight.is_contiguous() == ("channels_last" in switch)
+    assert batches == ([1] * 5 * 7 if "batch_align" in switch else [5] * 7)
+
+
+def test_channels_last_is_the_default_layout(clip, tiny_weights):
+    _, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu")
+    weight = engine.model.conv_first.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def large_offsets(engine) -> None:
+    with torch.no_grad():
+        engine.model.pcd_align.dcn_pack["l3"].conv_offset.bias.add_(200)
+
+
+def test_check_offsets_warns_like_basicsr(clip, tiny_weights, default_frames):
+    out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu", check_offsets=True)
+    packs = [m for m in engine.model.modules() if isinstance(m, DCNv2Pack)]
+    assert len(packs) == 4 and all(m.check_offsets for m in packs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # small offsets: checked, nothing to say
+        assert all(torch.equal(a, b) for a, b in zip(frames(out), default_frames))
+    out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu", check_offsets=True)
+    large_offsets(engine)
+    with pytest.warns(UserWarning, match=r"DCNv2Pack: offset mean is \d+\.\d, larger than 50"):
+        out.get_frame(3)
+
+
+def test_offsets_unchecked_by_default(clip, tiny_weights):
+    out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu")
+    assert not any(m.check_offsets for m in engine.model.modules() if isinstance(m, DCNv2Pack))
+    large_offsets(engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out.get_frame(3)
+
+
+# ---- CUDA -----------------------------------------------------------------------------------
+
+@pytest.mark.cuda
+def test_graph_cache_replays_fresh_inputs():
+    device = torch.device("cuda")
+    calls = []
+
+    def net(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append(1)  # runs at warm-up and capture only
+        return torch.relu(a @ b) + 1
+
+    graphs = GraphCache(net, lambda s: torch.empty(s, device=device), device)
+    outs = []
+    for seed in range(3):
+        g = torch.Generator(device).manual_seed(seed)
+        a, b = (torch.randn(32, 32, device=device, generator=g) for _ in range(2))
+        outs.append((graphs([a.shape, b.shape], lambda bufs: [x.copy_(y) for x, y in zip(bufs, (a, b))]),
+                     torch.relu(a @ b) + 1))
+    assert len(graphs) == 1 and len(calls) == 2
+    for got, want in outs:  # each result is its own copy, not the graph's static output
+        torch.testing.assert_close(got, want)
+    graphs([torch.Size((16, 32)), torch.Size((32, 8))],
+           lambda bufs: [x.normal_() for x in bufs])
+    assert len(graphs) == 2
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision,tol", [("fp32", 1e-5), ("fp16", 2e-3)])
+def test_cuda_graphs_give_the_eager_frames(clip, tiny_weights, precision, tol):
+    eager = frames(edvr(clip, weights=tiny_weights, device="cuda", precision=precision))
+    out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cuda", precision=precision, cuda_graphs=True)
+    assert max_rel(frames(out), eager) <= tol
+    assert len(engine.graphs) == 1  # one stream, one shape
+
+
+@pytest.mark.cuda
+def test_cuda_graphs_with_streams_and_tiles(tiny_weights):
+    clip = clip_from_frames(demo_frames(8, (80, 48)))
+    eager = frames(edvr(clip, weights=tiny_weights, device="cuda", precision="fp32", tile=(48, 32)))
+    out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cuda", precision="fp32", tile=(48, 32),
+                                   cuda_graphs=True, num_streams=3)
+    futures = [out.get_frame_async(n) for n in range(out.num_frames)]
+    got = [frame_array(f.result()) for f in futures]
+    assert max_rel(got, eager) <= 1e-5
+    # 4 tiles of 4 distinct shapes, on up to 3 streams
+    assert 4 <= len(engine.graphs) <= 12
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt", [vs.YUV420P8, vs.YUV444P16, vs.RGBH])
+def test_pinned_memory_changes_nothing(clip, tiny_weights, fmt):
+    src = core.resize.Bilinear(clip, format=fmt, matrix=1) if fmt != vs.RGBH else core.resize.Point(clip, format=fmt)
+    a = edvr(src, weights=tiny_weights, device="cuda", precision="fp32", pinned_memory=True)
+    b = edvr(src, weights=tiny_weights, device="cuda", precision="fp32", pinned_memory=False)
+    for fa, fb in zip(a.frames(), b.frames()):
+        for p in range(3):
+            assert np.array_equal(np.asarray(fa[p]), np.asarray(fb[p]))
