@@ -135,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     clip = clip[start:stop]
     try:
         out = edvr_vs.edvr(clip, model=args.model, weights=args.weights, device=args.device,
-                           precision=args.precision, tile=args.tile)
+                           precision=args.precision, tile=args.tile, num_streams=args.num_streams,
+                           cuda_graphs=args.cuda_graphs)
     except vs.Error as e:
         raise CliError(str(e)) from None
     output = Path(args.output)
@@ -230,7 +231,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     ns = argparse.Namespace(input=src, output=str(output), model=None, weights=None, device=args.device,
-                            precision=None, frames=args.frames, encoder="x264", extra=[], tile=None)
+                            precision=None, frames=args.frames, encoder="x264", extra=[], tile=None,
+                            num_streams=1, cuda_graphs=False)
     cmd_run(ns)
     print(f"result: {output.resolve()}", file=sys.stderr)
     return 0
@@ -270,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=["fp16", "bf16", "fp32"])
     run.add_argument("--frames", metavar="A:B", help="only frames A (inclusive) to B (exclusive)")
     run.add_argument("--tile", type=_tile, metavar="WxH", help="process in tiles of this input size")
+    run.add_argument("--num-streams", type=int, default=1, metavar="N",
+                     help="CUDA streams that frames are spread over (default: 1)")
+    run.add_argument("--cuda-graphs", action="store_true",
+                     help="replay the per-window network as CUDA graphs (CUDA only)")
     run.add_argument("--encoder", default="x265",
                      help=f"one of {', '.join(ENCODERS)} or any ffmpeg encoder name (default x265)")
     run.set_defaults(func=cmd_run)

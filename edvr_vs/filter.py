@@ -157,8 +157,11 @@ def _resolve_weights(model: object, weights: object) -> tuple[torch.nn.Module, s
 
 def _speed(dev: torch.device, switches: dict[str, object]) -> Speed:
     for name, value in switches.items():
+        if name == "batch_align" and value is None:
+            continue
         if name != "num_streams" and not isinstance(value, bool):
-            raise _Invalid(f"{name!r} must be True or False, got {value!r}")
+            raise _Invalid(f"{name!r} must be True or False{' (or None)' if name == 'batch_align' else ''}, "
+                           f"got {value!r}")
     num_streams = switches["num_streams"]
     if not isinstance(num_streams, int) or isinstance(num_streams, bool) or num_streams < 1:
         raise _Invalid(f"'num_streams' must be an int ≥ 1, got {num_streams!r}")
@@ -288,7 +291,7 @@ def edvr_with_engine(
     cuda_graphs: bool = False,
     pinned_memory: bool = True,
     channels_last: bool = True,
-    batch_align: bool = True,
+    batch_align: bool | None = None,
     check_offsets: bool = False,
 ) -> tuple[vs.VideoNode, Engine]:
     """``edvr()`` that also returns its ``Engine`` (ring-buffer counters, for tests and benchmarks).

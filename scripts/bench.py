@@ -106,6 +106,8 @@ def parse_switches(pairs: list[str]) -> dict[str, object]:
             out[name] = int(value)
         elif value.lower() in ("true", "false"):
             out[name] = value.lower() == "true"
+        elif name == "batch_align" and value.lower() == "none":
+            out[name] = None
         else:
             raise SystemExit(f"bench: --set: {name} must be true or false, got {value!r}")
     return out
@@ -118,6 +120,8 @@ def flips(base: Speed, device: torch.device) -> list[dict[str, object]]:
         if device.type != "cuda" and f.name in CUDA_ONLY:
             continue
         value = getattr(base, f.name)
+        if f.name == "batch_align" and value is None:  # the device's default
+            value = device.type == "cuda"
         flip = {f.name: (2 if value == 1 else 1) if f.name == "num_streams" else not value}
         changed = dataclasses.replace(base, **flip)
         if not (changed.cuda_graphs and changed.check_offsets):  # a combination edvr() refuses

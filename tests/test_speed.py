@@ -35,9 +35,9 @@ def default_frames(clip, tiny_weights):
     return frames(edvr(clip, weights=tiny_weights, device="cpu"))
 
 
-@pytest.mark.parametrize("switch", [dict(channels_last=False), dict(batch_align=False),
-                                    dict(channels_last=False, batch_align=False)])
-def test_switches_off_give_the_same_frames(clip, tiny_weights, default_frames, switch):
+@pytest.mark.parametrize("switch", [dict(channels_last=False), dict(batch_align=True),
+                                    dict(channels_last=False, batch_align=True)])
+def test_switches_flipped_give_the_same_frames(clip, tiny_weights, default_frames, switch):
     out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu", **switch)
     assert all(getattr(engine.speed, k) == v for k, v in switch.items())
     pcd = engine.model.pcd_align
@@ -51,13 +51,20 @@ def test_switches_off_give_the_same_frames(clip, tiny_weights, default_frames, s
     assert max_rel(frames(out), default_frames) <= 1e-5
     # Not a no-op: the layout and the alignment calls are what the switches say.
     assert engine.model.conv_first.weight.is_contiguous() == ("channels_last" in switch)
-    assert batches == ([1] * 5 * 7 if "batch_align" in switch else [5] * 7)
+    assert batches == ([5] * 7 if "batch_align" in switch else [1] * 5 * 7)
 
 
-def test_channels_last_is_the_default_layout(clip, tiny_weights):
+def test_cpu_defaults_channels_last_and_one_alignment_per_frame(clip, tiny_weights):
     _, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu")
     weight = engine.model.conv_first.weight
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert engine.speed.batch_align is None and engine.batch_align is False
+
+
+@pytest.mark.cuda
+def test_cuda_default_batches_the_alignments(clip, tiny_weights):
+    _, engine = edvr_with_engine(clip, weights=tiny_weights, device="cuda")
+    assert engine.batch_align is True
 
 
 def large_offsets(engine) -> None:
@@ -144,3 +151,18 @@ def test_pinned_memory_changes_nothing(clip, tiny_weights, fmt):
     for fa, fb in zip(a.frames(), b.frames()):
         for p in range(3):
             assert np.array_equal(np.asarray(fa[p]), np.asarray(fb[p]))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_vram_stays_flat_over_a_long_clip(tiny_weights, cuda_graphs):
+    clip = clip_from_frames(demo_frames(8, (64, 48))) * 40  # 320 frames
+    out = edvr(core.resize.Bilinear(clip, format=vs.YUV420P8, matrix=1), weights=tiny_weights, device="cuda",
+               cuda_graphs=cuda_graphs, num_streams=2)
+    torch.cuda.synchronize()
+    for n, _ in enumerate(out.frames()):
+        if n == 40:  # after warm-up: ring buffer full, graphs captured
+            torch.cuda.synchronize()
+            after_warmup = torch.cuda.memory_allocated()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() - after_warmup <= 2 ** 20
