@@ -34,7 +34,7 @@ def test_bench_small_on_cpu():
     assert row["first_frame_s"] > 0 and 0 < row["overall_fps"]
     assert abs(row["speedup"] - row["reference_ms"] * row["filter_fps"] / 1000) < 0.01
     # each CPU switch flipped on its own (the CUDA-only ones are left out on the CPU)
-    assert set(row["ablation_fps"]) == {"channels_last=False", "batch_align=True", "check_offsets=True"}
+    assert set(row["ablation_fps"]) == {"base", "channels_last=False", "batch_align=True", "check_offsets=True"}
     assert all(v > 0 for v in row["ablation_fps"].values())
 
 
