@@ -166,3 +166,14 @@ def test_vram_stays_flat_over_a_long_clip(tiny_weights, cuda_graphs):
             after_warmup = torch.cuda.memory_allocated()
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() - after_warmup <= 2 ** 20
+
+
+def test_bf16_on_the_cpu_is_close_to_fp32(tiny_weights):
+    """bf16 storage (AMX/AVX-512 convolutions where the CPU has them) with fp32 sampling positions,
+    on frames 320 wide, where bf16 positions would be off by up to 2 pixels."""
+    wide = clip_from_frames(demo_frames(5, (320, 32)))
+    want = frames(edvr(wide, weights=tiny_weights, device="cpu"))
+    got = frames(edvr(wide, weights=tiny_weights, device="cpu", precision="bf16"))
+    err = torch.stack([(a - b).abs() for a, b in zip(got, want)])
+    assert torch.isfinite(err).all()
+    assert err.max() <= 3 / 255 and err.mean() <= 0.5 / 255

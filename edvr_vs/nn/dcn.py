@@ -68,9 +68,11 @@ def sample_columns_torch(
     """Pure-torch deformable sampling through ``F.grid_sample`` (bilinear, zero padding).
 
     Zero padding gives torchvision's rule: each tap outside the image is zero, so a
-    position at or beyond one pixel outside is zero. Positions are normalised in
-    the input's dtype for ``align_corners=False`` (``x_norm = x · 2/w + 1/w - 1``),
-    which moves them by at most a few ulps of ``w``.
+    position at or beyond one pixel outside is zero. Positions are normalised for
+    ``align_corners=False`` (``x_norm = dx · 2/w + (2x + 1)/w - 1``), which moves them
+    by at most a few ulps of ``w``. Positions, bilinear weights and the mask product are
+    computed in fp32 at least (fp16/bf16 could not even address a pixel past 256), like
+    the CUDA kernel; the columns come back in ``x``'s dtype.
 
     Args:
         x: input, ``(b, C, h, w)``.
@@ -85,24 +87,27 @@ def sample_columns_torch(
     k = kh * kw
     ho, wo = offset.shape[-2:]
     g = mask.shape[1] // k
-    dtype, device = x.dtype, x.device
+    device, out_dtype = x.device, x.dtype
+    dtype = torch.promote_types(x.dtype, torch.float32)
 
-    # Undeformed sampling positions (exact integers), as (x, y) pairs: (K, ho, wo, 2).
+    # Undeformed positions (exact integers) normalised: (K, 1, wo) for x, (K, ho, 1) for y.
     rows = torch.arange(ho, device=device, dtype=dtype) * stride[0] - padding[0]
     cols = torch.arange(wo, device=device, dtype=dtype) * stride[1] - padding[1]
     ki = (torch.arange(kh, device=device, dtype=dtype) * dilation[0]).repeat_interleave(kw)
     kj = (torch.arange(kw, device=device, dtype=dtype) * dilation[1]).repeat(kh)
-    base = torch.stack(torch.broadcast_tensors(kj.view(k, 1, 1) + cols.view(1, 1, wo),
-                                               ki.view(k, 1, 1) + rows.view(1, ho, 1)), dim=-1)
-    # Deformed positions normalised for align_corners=False: x_norm = (2x + 1) / w - 1.
-    off = offset.view(b * g, k, 2, ho, wo).permute(0, 1, 3, 4, 2).flip(-1)  # (dy, dx) -> (x, y)
-    scale = torch.tensor([2.0 / w, 2.0 / h], device=device, dtype=dtype)
-    shift = torch.tensor([1.0 / w - 1, 1.0 / h - 1], device=device, dtype=dtype)
-    grid = ((off + base) * scale + shift).reshape(b * g, k * ho, wo, 2)
-    sampled = F.grid_sample(x.reshape(b * g, c // g, h, w), grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=False)  # (b*g, Cg, K*ho, wo)
+    base_x = (kj.view(k, 1, 1) + cols.view(1, 1, wo)) * (2.0 / w) + (1.0 / w - 1)
+    base_y = (ki.view(k, 1, 1) + rows.view(1, ho, 1)) * (2.0 / h) + (1.0 / h - 1)
+    # grid (b, G, K, ho, wo, (x, y)), straight from the offsets' own layout.
+    off = offset.unflatten(1, (g, k, 2))  # (b, G, K, (dy, dx), ho, wo)
+    grid = torch.stack([torch.add(base_x, off[:, :, :, 1], alpha=2.0 / w),
+                        torch.add(base_y, off[:, :, :, 0], alpha=2.0 / h)], dim=-1)
+    # grid_sample and the mask product run fastest on NCHW-contiguous operands (measured).
+    x = x.to(dtype, memory_format=torch.contiguous_format)
+    mask = mask.to(dtype, memory_format=torch.contiguous_format)
+    sampled = F.grid_sample(x.view(b * g, c // g, h, w), grid.view(b * g, k * ho, wo, 2),
+                            mode="bilinear", padding_mode="zeros", align_corners=False)  # (b*G, C/G, K*ho, wo)
     sampled = sampled.view(b, g, c // g, k, ho * wo).mul_(mask.view(b, g, 1, k, ho * wo))
-    return sampled.view(b, c * k, ho * wo)
+    return sampled.view(b, c * k, ho * wo).to(out_dtype)
 
 
 def _cupy_sampler() -> Sampler:
@@ -169,11 +174,17 @@ def deform_conv2d(
         raise ValueError(f"deform_conv2d: mask shape {tuple(mask.shape)}, expected {(b, g * k, ho, wo)}")
 
     sampler = _SAMPLERS[resolve_backend(backend, x.device)]()
-    columns = sampler(x.contiguous(), offset.contiguous(), mask.contiguous(), (kh, kw), stride, padding, dilation)
-    out = weight.reshape(o, c * k) @ columns  # (b, O, ho * wo)
-    if bias is not None:
-        out = out + bias.view(1, o, 1)
-    return out.view(b, o, ho, wo)
+    columns = sampler(x, offset, mask, (kh, kw), stride, padding, dilation)  # (b, C·K, P)
+    # (P, C·K) @ (C·K, O) per image, bias fused: the result is (b, ho, wo, O) in memory,
+    # i.e. channels-last, the layout the network's convolutions run in.
+    w_t = weight.reshape(o, c * k).t()
+    if bias is None:
+        out = torch.matmul(columns.transpose(1, 2), w_t)
+    elif b == 1:
+        out = torch.addmm(bias, columns[0].t(), w_t).unsqueeze(0)
+    else:
+        out = torch.baddbmm(bias.view(1, 1, o), columns.transpose(1, 2), w_t.expand(b, c * k, o))
+    return out.view(b, ho, wo, o).permute(0, 3, 1, 2)
 
 
 class DCNv2Pack(nn.Module):
