@@ -3,7 +3,8 @@
 Per source frame (and tile) the ring buffer keeps a ``FrameWork``: the padded RGB
 tensor on the device, its L1/L2/L3 features, and the frame-only halves of each
 level's ``offset_conv1`` (as neighbour and as reference). A window then costs the
-PCD alignment of its 2N+1 frames as one batch, the fusion and the reconstruction.
+PCD alignment of its 2N+1 frames (one batch on CUDA, one call per frame on the CPU),
+the fusion and the reconstruction.
 
 Frames are always processed one at a time (batch 1) and windows always the same
 way, so an output frame does not depend on the order or concurrency of requests:
@@ -40,7 +41,8 @@ class Speed:
 
     channels_last: bool = True  # NHWC activations and weights: oneDNN's and cuDNN's fastest layout
     # The 2N+1 PCD alignments of a window as one batch, or one call per frame. None: batched on
-    # CUDA, per frame on the CPU, where one frame's tensors stay in cache (measured 1.5-2x faster).
+    # CUDA, per frame on the CPU, where one frame's tensors stay in cache (measured 1.2-1.7x faster
+    # from 88x160 up).
     batch_align: bool | None = None
     check_offsets: bool = False  # BasicSR's offset-magnitude warning: a host synchronisation per DCN
     cuda_graphs: bool = False  # replay the per-window network as a CUDA graph (CUDA only)
@@ -154,23 +156,11 @@ class Engine:
             for t in (work.rgb, *work.feats, *work.as_nbr, *work.as_ref):
                 t.record_stream(stream)
 
-    def _gather(self, works: list[FrameWork], center: FrameWork,
-                out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """A window's inputs to ``_window_net``, stacked (into ``out`` when given)."""
-        parts = [*([w.feats[k] for w in works] for k in range(3)), *([w.as_nbr[k] for w in works] for k in range(3)),
-                 *([center.as_ref[k]] for k in range(3)), [center.feats[0]], [center.rgb]]
-        if out is None:
-            return [torch.cat(p) if len(p) > 1 else p[0] for p in parts]
-        for o, p in zip(out, parts):
-            torch.cat(p, out=o)
-        return out
-
     @staticmethod
-    def _gathered_shapes(works: list[FrameWork], center: FrameWork) -> list[torch.Size]:
-        t = len(works)
-        return [torch.Size((t, *center.feats[k].shape[1:])) for k in range(3)] + \
-               [torch.Size((t, *center.as_nbr[k].shape[1:])) for k in range(3)] + \
-               [center.as_ref[k].shape for k in range(3)] + [center.feats[0].shape, center.rgb.shape]
+    def _parts(works: list[FrameWork], center: FrameWork) -> list[list[torch.Tensor]]:
+        """A window's inputs to ``_window_net``, each a list of tensors to stack along the batch."""
+        return [*([w.feats[k] for w in works] for k in range(3)), *([w.as_nbr[k] for w in works] for k in range(3)),
+                *([center.as_ref[k]] for k in range(3)), [center.feats[0]], [center.rgb]]
 
     def _buffer(self, shape: torch.Size) -> torch.Tensor:
         return torch.empty(shape, device=self.device, dtype=self.dtype, memory_format=self.memory_format)
@@ -197,10 +187,11 @@ class Engine:
         with torch.inference_mode():
             for w in {id(w): w for w in [*works, center]}.values():
                 self._use(w)
+            parts = self._parts(works, center)
             if self.graphs is not None:
-                return self.graphs(self._gathered_shapes(works, center),
-                                   lambda bufs: self._gather(works, center, bufs))
-            return self._window_net(*self._gather(works, center))
+                shapes = [torch.Size((sum(x.shape[0] for x in p), *p[0].shape[1:])) for p in parts]
+                return self.graphs(shapes, lambda bufs: [torch.cat(p, out=o) for o, p in zip(bufs, parts)])
+            return self._window_net(*(torch.cat(p) if len(p) > 1 else p[0] for p in parts))
 
     def restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
         """Output frame for ``window`` (source indices; ``center`` among them): RGB (3, H, W) on the device.
