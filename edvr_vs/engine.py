@@ -94,10 +94,10 @@ class Engine:
     def __init__(self, model: EDVR, device: torch.device, precision: str, *, width: int, height: int,
                  tile: tuple[int, int] | None, tile_overlap: tuple[int, int], cache_frames: int,
                  speed: Speed = Speed()) -> None:
-        if speed.cuda_graphs and device.type != "cuda":
-            raise ValueError("Engine: cuda_graphs needs a CUDA device")
         if speed.cuda_graphs and speed.check_offsets:
             raise ValueError("Engine: check_offsets synchronises with the host, which a CUDA graph cannot")
+        if speed.cuda_graphs and device.type != "cuda":
+            raise ValueError("Engine: cuda_graphs needs a CUDA device")
         self.device = device
         self.dtype = PRECISIONS[precision]
         self.speed = speed

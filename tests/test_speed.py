@@ -9,9 +9,11 @@ import pytest
 import torch
 import vapoursynth as vs
 
+from edvr_vs.engine import Engine, Speed
 from edvr_vs.filter import edvr, edvr_with_engine
 from edvr_vs.graphs import GraphCache
 from edvr_vs.nn.dcn import DCNv2Pack
+from edvr_vs.nn.edvr import EDVR
 from tests.conftest import clip_from_frames, demo_frames, frame_array
 
 core = vs.core
@@ -177,3 +179,13 @@ def test_bf16_on_the_cpu_is_close_to_fp32(tiny_weights):
     err = torch.stack([(a - b).abs() for a, b in zip(got, want)])
     assert torch.isfinite(err).all()
     assert err.max() <= 3 / 255 and err.mean() <= 0.5 / 255
+
+
+@pytest.mark.parametrize("speed,match", [
+    (Speed(cuda_graphs=True), "cuda_graphs needs a CUDA device"),
+    (Speed(check_offsets=True, cuda_graphs=True), "check_offsets synchronises with the host"),
+])
+def test_engine_refuses_impossible_switches(speed, match):
+    with pytest.raises(ValueError, match=match):
+        Engine(EDVR(num_feat=8, num_extract_block=1, num_reconstruct_block=1), torch.device("cpu"), "fp32",
+               width=16, height=16, tile=None, tile_overlap=(0, 0), cache_frames=5, speed=speed)
