@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -94,6 +98,92 @@ def test_offsets_unchecked_by_default(clip, tiny_weights):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out.get_frame(3)
+
+
+# ---- GraphCache's bookkeeping, with a stand-in for CUDA's graph API ------------------------------
+
+class FakeStream:
+    def __init__(self, ptr: int) -> None:
+        self.cuda_stream = ptr
+
+    def wait_stream(self, other: FakeStream) -> None:
+        pass
+
+
+class FakeGraph:
+    """Replay re-runs what was captured on the static inputs, into the static output, as a CUDA graph does."""
+
+    capturing: FakeGraph | None = None
+
+    def __init__(self) -> None:
+        self.body = None
+
+    def replay(self) -> None:
+        time.sleep(0.001)  # a GPU runs concurrently with the host: let other threads in
+        self.body()
+
+
+@contextlib.contextmanager
+def fake_capture(graph: FakeGraph, capture_error_mode: str):
+    assert capture_error_mode == "thread_local"
+    FakeGraph.capturing = graph
+    try:
+        yield
+    finally:
+        FakeGraph.capturing = None
+
+
+def test_graph_cache_bookkeeping(monkeypatch):
+    """Static inputs refilled per call, results copied out, one graph per (stream, shapes), and
+    threads sharing a graph never see each other's inputs."""
+    local = threading.local()
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: getattr(local, "stream", FakeStream(0)))
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: FakeStream(99))
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", fake_capture)
+    calls = []
+
+    def net(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append(FakeGraph.capturing is not None)
+        out = a @ b + 1
+        graph = FakeGraph.capturing
+        if graph is not None:
+            def body():
+                with torch.inference_mode():
+                    torch.matmul(a, b, out=out).add_(1)
+            graph.body = body
+        return out
+
+    graphs = GraphCache(net, lambda shape: torch.empty(shape), torch.device("cuda"))
+    shapes = [torch.Size((6, 5)), torch.Size((5, 4))]
+
+    def run(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        a, b = torch.randn(6, 5, generator=g), torch.randn(5, 4, generator=g)
+        with torch.inference_mode():
+            got = graphs(shapes, lambda bufs: [torch.cat([x], out=o) for o, x in zip(bufs, (a, b))])
+        return got, a @ b + 1
+
+    results = [run(seed) for seed in range(3)]
+    assert calls == [False, True] and len(graphs) == 1  # warm-up, capture; then replays only
+    for got, want in results:  # each result is its own copy, not the graph's static output
+        torch.testing.assert_close(got, want)
+
+    def worker(offset: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [run(100 * offset + i) for i in range(20)]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for batch in pool.map(worker, range(4)):
+            for got, want in batch:
+                torch.testing.assert_close(got, want)
+    assert len(graphs) == 1
+
+    local.stream = FakeStream(7)  # another stream: its own graph and buffers
+    torch.testing.assert_close(*run(5))
+    assert len(graphs) == 2 and calls.count(True) == 2
+    graphs.clear()
+    assert len(graphs) == 0
 
 
 # ---- CUDA -----------------------------------------------------------------------------------
