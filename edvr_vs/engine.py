@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -144,7 +144,7 @@ class Engine:
         work = FrameWork(x, feats, as_nbr, as_ref)
         if self.device.type == "cuda":
             work.ready = torch.cuda.Event()
-            work.ready.record()
+            work.ready.record(torch.cuda.current_stream(self.device))
         return work
 
     # ---- per window ---------------------------------------------------------------------------
@@ -226,12 +226,21 @@ class Engine:
                       f"(overlap {self.tile_overlap[0]}x{self.tile_overlap[1]}) from now on", file=sys.stderr)
             return True
 
-    def worker_stream(self) -> contextlib.AbstractContextManager:
-        """Context for one request's upload, compute and download: with ``num_streams`` > 1 on
-        CUDA, the next stream of the pool, so requests on different streams overlap."""
-        if not self._streams:
-            return contextlib.nullcontext()
-        return torch.cuda.stream(self._streams[next(self._next_stream) % len(self._streams)])
+    @contextlib.contextmanager
+    def request_context(self) -> Iterator[None]:
+        """Context for one request's upload, compute and download. On CUDA: the engine's device
+        made current (VapourSynth's worker threads start on device 0, and events, streams and
+        graph captures follow the current device) and, with ``num_streams`` > 1, the next stream
+        of the pool, so requests on different streams overlap."""
+        if self.device.type != "cuda":
+            yield
+            return
+        with torch.cuda.device(self.device):
+            if not self._streams:
+                yield
+                return
+            with torch.cuda.stream(self._streams[next(self._next_stream) % len(self._streams)]):
+                yield
 
     def _restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
         s = self.cfg.scale

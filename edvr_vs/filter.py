@@ -409,7 +409,7 @@ class _KernelIO:
         if self.opts.speed.pinned_memory:
             hosts = [torch.empty(p.shape, dtype=p.dtype, pin_memory=True).copy_(p, non_blocking=True) for p in planes]
             done = torch.cuda.Event()
-            done.record()
+            done.record(torch.cuda.current_stream(self.device))
             done.synchronize()  # this request's stream only: other streams keep running
         else:
             hosts = [p.cpu() for p in planes]
@@ -444,7 +444,7 @@ def _build(clip: vs.VideoNode, net: torch.nn.Module, opts: Options) -> tuple[vs.
         for key, value in by_index[n].props.items():
             if key != "_ColorRange":
                 props[key] = value
-        with engine.worker_stream():
+        with engine.request_context():
             io.write(engine.restore(window, n, lambda i: io.read(by_index[i])), fout)
         return fout
 

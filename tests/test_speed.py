@@ -279,3 +279,16 @@ def test_engine_refuses_impossible_switches(speed, match):
     with pytest.raises(ValueError, match=match):
         Engine(EDVR(num_feat=8, num_extract_block=1, num_reconstruct_block=1), torch.device("cpu"), "fp32",
                width=16, height=16, tile=None, tile_overlap=(0, 0), cache_frames=5, speed=speed)
+
+
+@pytest.mark.cuda
+def test_request_context_makes_device_and_pool_streams_current(clip, tiny_weights):
+    index = torch.cuda.device_count() - 1  # the last GPU: not the worker threads' default on multi-GPU machines
+    _, engine = edvr_with_engine(clip, weights=tiny_weights, device=f"cuda:{index}", num_streams=2)
+    seen = set()
+    for _ in range(4):
+        with engine.request_context():
+            assert torch.cuda.current_device() == index
+            seen.add(torch.cuda.current_stream().cuda_stream)
+    assert len(seen) == 2 and torch.cuda.current_stream(index).cuda_stream not in seen
+
