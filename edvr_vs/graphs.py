@@ -15,7 +15,8 @@ private memory pool for its intermediates and a static output:
   one shared stream).
 
 Kernels launched through ``edvr_vs.kernels`` (CuPy) run on torch's current stream and
-allocate nothing, so they are captured like torch's own.
+allocate nothing through CuPy, so they should be captured like torch's own; this has not
+yet run on a GPU (README "Performance"), which is why ``cuda_graphs`` is off by default.
 """
 
 from __future__ import annotations
