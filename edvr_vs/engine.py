@@ -21,7 +21,7 @@ import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,25 @@ class Speed:
     cuda_graphs: bool = False  # replay the per-window network as a CUDA graph (CUDA only)
     num_streams: int = 1  # CUDA streams that requests are spread over (CUDA only)
     pinned_memory: bool = True  # page-locked host buffers for frame upload/download (CUDA only)
+
+    def __post_init__(self) -> None:
+        """Each switch's type, and the combination that cannot work: ValueError naming them."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "num_streams":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ValueError(f"'num_streams' must be an int ≥ 1, got {value!r}")
+            elif not (isinstance(value, bool) or (f.name == "batch_align" and value is None)):
+                allowed = "True or False (or None)" if f.name == "batch_align" else "True or False"
+                raise ValueError(f"{f.name!r} must be {allowed}, got {value!r}")
+        if self.cuda_graphs and self.check_offsets:
+            raise ValueError("'check_offsets' synchronises with the host, which a CUDA graph cannot: "
+                             "turn one of 'check_offsets' and 'cuda_graphs' off")
+
+    def check_device(self, device: torch.device) -> None:
+        """ValueError if a switch needs a device other than ``device``."""
+        if self.cuda_graphs and device.type != "cuda":
+            raise ValueError(f"'cuda_graphs' needs CUDA; the device is {device.type!r}")
 
 
 @dataclass(frozen=True)
@@ -94,10 +113,7 @@ class Engine:
     def __init__(self, model: EDVR, device: torch.device, precision: str, *, width: int, height: int,
                  tile: tuple[int, int] | None, tile_overlap: tuple[int, int], cache_frames: int,
                  speed: Speed = Speed()) -> None:
-        if speed.cuda_graphs and speed.check_offsets:
-            raise ValueError("Engine: check_offsets synchronises with the host, which a CUDA graph cannot")
-        if speed.cuda_graphs and device.type != "cuda":
-            raise ValueError("Engine: cuda_graphs needs a CUDA device")
+        speed.check_device(device)
         self.device = device
         self.dtype = PRECISIONS[precision]
         self.speed = speed

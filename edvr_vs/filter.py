@@ -156,21 +156,12 @@ def _resolve_weights(model: object, weights: object) -> tuple[torch.nn.Module, s
 
 
 def _speed(dev: torch.device, switches: dict[str, object]) -> Speed:
-    for name, value in switches.items():
-        if name == "batch_align" and value is None:
-            continue
-        if name != "num_streams" and not isinstance(value, bool):
-            raise _Invalid(f"{name!r} must be True or False{' (or None)' if name == 'batch_align' else ''}, "
-                           f"got {value!r}")
-    num_streams = switches["num_streams"]
-    if not isinstance(num_streams, int) or isinstance(num_streams, bool) or num_streams < 1:
-        raise _Invalid(f"'num_streams' must be an int ≥ 1, got {num_streams!r}")
-    if switches["cuda_graphs"] and switches["check_offsets"]:
-        raise _Invalid("'check_offsets' synchronises with the host, which a CUDA graph cannot: "
-                       "turn one of 'check_offsets' and 'cuda_graphs' off")
-    if switches["cuda_graphs"] and dev.type != "cuda":
-        raise _Invalid("'cuda_graphs' needs CUDA; the device is 'cpu'")
-    return Speed(**switches)
+    try:
+        speed = Speed(**switches)
+        speed.check_device(dev)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+    return speed
 
 
 def _options(clip: vs.VideoNode, *, device: object, device_index: object, precision: object, padding: object,

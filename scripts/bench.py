@@ -124,9 +124,11 @@ def flips(base: Speed, device: torch.device) -> list[dict[str, object]]:
         if f.name == "batch_align" and value is None:  # the device's default
             value = device.type == "cuda"
         flip = {f.name: (2 if value == 1 else 1) if f.name == "num_streams" else not value}
-        changed = dataclasses.replace(base, **flip)
-        if not (changed.cuda_graphs and changed.check_offsets):  # a combination edvr() refuses
-            out.append(flip)
+        try:
+            dataclasses.replace(base, **flip)
+        except ValueError:  # a combination Speed refuses
+            continue
+        out.append(flip)
     return out
 
 
@@ -215,7 +217,11 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     switches = parse_switches(args.set)
-    base = Speed(**switches)
+    try:
+        base = Speed(**switches)
+        base.check_device(device)
+    except ValueError as e:
+        raise SystemExit(f"bench: --set: {e}") from None
     precisions = args.precisions or (["fp32", "fp16", "bf16"] if device.type == "cuda" else ["fp32"])
     prefetch = args.prefetch or core.num_threads
     rows = []

@@ -271,14 +271,14 @@ def test_bf16_on_the_cpu_is_close_to_fp32(tiny_weights):
     assert err.max() <= 3 / 255 and err.mean() <= 0.5 / 255
 
 
-@pytest.mark.parametrize("speed,match", [
-    (Speed(cuda_graphs=True), "cuda_graphs needs a CUDA device"),
-    (Speed(check_offsets=True, cuda_graphs=True), "check_offsets synchronises with the host"),
+@pytest.mark.parametrize("switches,match", [
+    (dict(cuda_graphs=True), "'cuda_graphs' needs CUDA; the device is 'cpu'"),
+    (dict(check_offsets=True, cuda_graphs=True), "'check_offsets' synchronises with the host"),
 ])
-def test_engine_refuses_impossible_switches(speed, match):
+def test_engine_refuses_impossible_switches(switches, match):
     with pytest.raises(ValueError, match=match):
         Engine(EDVR(num_feat=8, num_extract_block=1, num_reconstruct_block=1), torch.device("cpu"), "fp32",
-               width=16, height=16, tile=None, tile_overlap=(0, 0), cache_frames=5, speed=speed)
+               width=16, height=16, tile=None, tile_overlap=(0, 0), cache_frames=5, speed=Speed(**switches))
 
 
 @pytest.mark.cuda
