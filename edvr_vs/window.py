@@ -9,11 +9,17 @@ a 5-frame clip: replicate [0,0,0,1,2], reflection [2,1,0,1,2], reflection_circle
 Scene cuts (``scene_window``): frames across a cut are replaced by applying the
 same rule to the output frame's own scene. A cut between frames a and a+1 is
 marked by ``_SceneChangeNext`` on a or ``_SceneChangePrev`` on a+1.
+
+``splice_windows`` turns the clip-edge rule into 2N+1 clips, one per window position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+
+import vapoursynth as vs
+
+core = vs.core
 
 PADDING_MODES = ("replicate", "reflection", "reflection_circle", "circle")
 
@@ -100,3 +106,23 @@ def scene_window(center: int, radius: int, length: int, mode: str, delivered: li
     in_scene = sorted(i for i in available if first <= i <= last)
     wanted = window_indices(center, radius, first, last, mode)
     return [i if i in available else min(in_scene, key=lambda j: (abs(j - i), j)) for i in wanted]
+
+
+def splice_windows(clip: vs.VideoNode, radius: int, padding: str) -> list[vs.VideoNode]:
+    """The 2·radius+1 clips of the clip-edge windows: frame n of clip j is source frame
+    ``window_indices(n, radius, 0, len - 1, padding)[j]``. Built by splicing trims of ``clip``, so
+    VapourSynth delivers a window's frames to a callback in parallel and keeps its own cache."""
+    length = clip.num_frames
+    clips = []
+    for j in range(2 * radius + 1):
+        def pick(n: int) -> int:
+            return window_indices(n, radius, 0, length - 1, padding)[j]
+
+        head = range(0, min(radius, length))
+        tail = range(max(length - radius, radius), length)
+        pieces = [clip[pick(n)] for n in head]
+        if length - radius > radius:
+            pieces.append(clip[j:length - 2 * radius + j])
+        pieces += [clip[pick(n)] for n in tail]
+        clips.append(core.std.Splice(pieces) if len(pieces) > 1 else pieces[0])
+    return clips

@@ -11,7 +11,6 @@ says which file to put where.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import http.client
 import os
@@ -29,10 +28,10 @@ from pathlib import Path
 
 import yaml
 
-from edvr_vs.nn.edvr import EDVRConfig
+from edvr_vs.files import CHUNK, sha256_of, write_text_atomic
+from edvr_vs.nn.edvr import EDVR, EDVRConfig
 
 GDRIVE_URL = "https://drive.google.com/uc?export=download&id={id}"
-CHUNK = 1 << 20
 
 
 class ZooError(RuntimeError):
@@ -55,8 +54,6 @@ class ModelEntry:
 
     @property
     def num_params(self) -> int:
-        from edvr_vs.nn.edvr import EDVR
-
         return sum(p.numel() for p in EDVR(**self.arch.as_dict()).parameters())
 
     @property
@@ -116,14 +113,6 @@ def is_cached(name: str) -> bool:
     return local_path(name).is_file()
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verify(path: Path, expected: str, what: str) -> str:
     digest = sha256_of(path)
     if not digest.startswith(expected):
@@ -149,19 +138,13 @@ def weights_path(name: str, *, download: bool = True, progress: bool = True) -> 
         except ZooError as err:
             raise ZooError(f"{err}; the file is not the published one: delete it and download again "
                            f"(edvr-vs download {name})") from None
-        _write_atomic(stamp, digest + "\n")
+        write_text_atomic(stamp, digest + "\n")
         return path
     if os.environ.get("EDVR_VS_OFFLINE") or not download:
         raise ZooError(f"model {name!r} is not cached and downloads are off: put {e.file} "
                        f"(sha256 {e.sha256}…) at {path}; it is published at {e.download_url}")
     download_file(e.download_url, path, e.sha256, label=name, progress=progress)
     return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---- downloading ------------------------------------------------------------------------------
@@ -277,5 +260,5 @@ def download_file(url: str, dest: Path, sha256: str, *, label: str | None = None
         part.unlink(missing_ok=True)
         raise ZooError(f"{e}; the download was corrupt or not the published file and has been deleted") from None
     os.replace(part, dest)
-    _write_atomic(dest.with_name(dest.name + ".sha256"), digest + "\n")
+    write_text_atomic(dest.with_name(dest.name + ".sha256"), digest + "\n")
     return dest

@@ -1,1 +1,1 @@
-"""CUDA sources (*.cu), shipped inside the wheel as edvr_vs.kernel_src; see edvr_vs/kernels.py."""
+"""CUDA sources (*.cu), shipped inside the wheel as the package edvr_vs.kernels; edvr_vs/kernel_loader.py compiles and launches them."""

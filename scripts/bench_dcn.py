@@ -12,16 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torchvision
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-
-from edvr_vs.nn.dcn import deform_conv2d  # noqa: E402
+from edvr_vs.nn.dcn import deform_conv2d
 
 SIZES = [(180, 320), (90, 160), (45, 80)]
 CHANNELS = [64, 128]

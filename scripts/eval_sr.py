@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+import vapoursynth as vs
+
+from edvr_vs import edvr
+from edvr_vs.frame_io import clip_from_frames, frame_tensor
+from edvr_vs.media import read_images
+from edvr_vs.train.data import find_sequences
+from edvr_vs.train.degradations import imresize
+from edvr_vs.train.metrics import psnr, rgb_to_y
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import vapoursynth as vs  # noqa: E402
-
-from edvr_vs import edvr  # noqa: E402
-from edvr_vs.train import find_sequences, imresize, psnr, read_images, rgb_to_y  # noqa: E402
-from tests.clips import clip_from_frames, frame_array  # noqa: E402
 
 core = vs.core
 
@@ -41,7 +42,7 @@ def evaluate(folder: Path, model: str | None, weights: str | None, device: str) 
     lq = imresize(gt.double(), 0.25).float().clamp(0, 1)
     clip = clip_from_frames(lq)
     def frames_of(node: vs.VideoNode) -> torch.Tensor:
-        return torch.stack([frame_array(f) for f in node.frames()])
+        return torch.stack([frame_tensor(f) for f in node.frames()])
 
     restored = frames_of(edvr(clip, model=model, weights=weights, device=device))
     bicubic = frames_of(core.resize.Bicubic(clip, width=clip.width * 4, height=clip.height * 4))

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.clips import clip_from_frames, frame_array  # noqa: F401  (shared with scripts/)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

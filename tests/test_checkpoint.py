@@ -72,7 +72,7 @@ def small(**kw) -> EDVR:
 
 def same_outputs(a: EDVR, b: EDVR) -> bool:
     t = a.config.num_frame
-    size = 32 if a.hr_in else 8
+    size = 32 if a.config.hr_in else 8
     x = torch.rand(1, t, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         return torch.equal(a(x), b(x))

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from edvr_vs import cli, load_model
+from edvr_vs.media import ffmpeg_exe
 from edvr_vs.checkpoint import read_checkpoint
 from tests.test_checkpoint import to_mmagic
 from tests.conftest import randomize
@@ -31,7 +32,7 @@ def edvr_vs(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProce
 
 def probe(path: Path) -> tuple[int, int, int]:
     """(width, height, frames) of a video file, by decoding every frame with ffmpeg."""
-    ffmpeg = cli.ffmpeg_exe()
+    ffmpeg = ffmpeg_exe()
     info = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
     w, h = map(int, re.search(r"Video: .*?(\d{2,5})x(\d{2,5})", info).groups())
     raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "gray", "-"],

@@ -9,8 +9,10 @@ import torch
 import vapoursynth as vs
 
 from edvr_vs import edvr, load_model, zoo
-from edvr_vs.train import imresize, psnr, rgb_to_y
-from tests.conftest import clip_from_frames, demo_frames, frame_array
+from edvr_vs.train.degradations import imresize
+from edvr_vs.train.metrics import psnr, rgb_to_y
+from edvr_vs.frame_io import clip_from_frames, frame_tensor
+from tests.conftest import demo_frames
 
 core = vs.core
 
@@ -35,8 +37,8 @@ def gain(gt: torch.Tensor) -> float:
     """Y-PSNR of edvr() with no model named minus zimg's bicubic, on an x4 MATLAB-bicubic downscale."""
     lq = imresize(gt.double(), 0.25).float().clamp(0, 1)
     clip = clip_from_frames(lq)
-    ours = torch.stack([frame_array(f) for f in edvr(clip, device="cpu").frames()])
-    bicubic = torch.stack([frame_array(f) for f in
+    ours = torch.stack([frame_tensor(f) for f in edvr(clip, device="cpu").frames()])
+    bicubic = torch.stack([frame_tensor(f) for f in
                            core.resize.Bicubic(clip, width=clip.width * 4, height=clip.height * 4).frames()])
     return y_psnr(ours, gt) - y_psnr(bicubic, gt)
 

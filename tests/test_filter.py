@@ -14,8 +14,9 @@ import vapoursynth as vs
 
 from edvr_vs.filter import edvr, edvr_with_engine, two_stage
 from edvr_vs.window import PADDING_MODES, window_indices
-from tests.conftest import clip_from_frames, demo_frames, frame_array
-from tests.reference_edvr import Ref
+from edvr_vs.frame_io import clip_from_frames, frame_tensor
+from tests.conftest import demo_frames
+from edvr_vs.nn.basicsr_reference import Ref
 
 core = vs.core
 
@@ -40,7 +41,7 @@ def test_interior_frame_matches_basicsr(tiny_weights, real):
     out = edvr(clip_from_frames(real), weights=tiny_weights, device="cpu")
     assert (out.width, out.height, out.num_frames) == (192, 128, 10)
     assert out.format.id == vs.RGBS
-    got = frame_array(out.get_frame(5))
+    got = frame_tensor(out.get_frame(5))
     assert rel(got, ref_output(tiny_weights, real, [3, 4, 5, 6, 7])) <= 1e-4
 
 
@@ -50,12 +51,12 @@ def test_clip_edges_follow_padding_mode(tiny_weights, real, mode):
     out = edvr(clip, weights=tiny_weights, device="cpu", padding=mode)
     for n in (0, 1, 4, 5):
         window = window_indices(n, 2, 0, 5, mode)
-        assert rel(frame_array(out.get_frame(n)), ref_output(tiny_weights, real[:6], window)) <= 1e-4, (mode, n)
+        assert rel(frame_tensor(out.get_frame(n)), ref_output(tiny_weights, real[:6], window)) <= 1e-4, (mode, n)
 
 
 def test_default_padding_is_reflection_circle_for_sr(tiny_weights, real):
     out = edvr(clip_from_frames(real[:6]), weights=tiny_weights, device="cpu")
-    assert rel(frame_array(out.get_frame(0)), ref_output(tiny_weights, real[:6], [4, 3, 0, 1, 2])) <= 1e-4
+    assert rel(frame_tensor(out.get_frame(0)), ref_output(tiny_weights, real[:6], [4, 3, 0, 1, 2])) <= 1e-4
 
 
 def test_yuv420p8_in_gives_yuv420p8_out_with_props(tiny_weights, real):
@@ -96,7 +97,7 @@ def test_formats_round_trip(tiny_weights, real, fmt):
     out = edvr(clip, weights=tiny_weights, device="cpu")
     f = out.get_frame(1)
     assert f.format.id == clip.format.id and (f.width, f.height) == (192, 128)
-    back = frame_array(core.resize.Bicubic(out, format=vs.RGBS, matrix_in=6).get_frame(1))
+    back = frame_tensor(core.resize.Bicubic(out, format=vs.RGBS, matrix_in=6).get_frame(1))
     assert torch.isfinite(back).all()
 
 
@@ -120,7 +121,7 @@ def test_short_clips(tiny_weights, real, length):
     assert out.num_frames == length
     for n in range(length):
         window = window_indices(n, 2, 0, length - 1, "reflection")
-        assert rel(frame_array(out.get_frame(n)), ref_output(tiny_weights, real[:length], window)) <= 1e-4
+        assert rel(frame_tensor(out.get_frame(n)), ref_output(tiny_weights, real[:length], window)) <= 1e-4
 
 
 def scene_clip(frames: torch.Tensor, cut: int):
@@ -135,43 +136,45 @@ def test_frame_before_cut_ignores_next_scene(tiny_weights, real):
     out_a = edvr(scene_clip(a, 5), weights=tiny_weights, device="cpu")
     out_b = edvr(scene_clip(b, 5), weights=tiny_weights, device="cpu")
     for n in (3, 4):
-        assert torch.equal(frame_array(out_a.get_frame(n)), frame_array(out_b.get_frame(n)))
+        assert torch.equal(frame_tensor(out_a.get_frame(n)), frame_tensor(out_b.get_frame(n)))
     # Frame 4 ends its scene [0, 4]: reflection_circle inside the scene names 2 and 1 for positions
     # beyond the cut, which the window (2..6) holds only as 2; 1 was not delivered → nearest in-scene (2).
-    assert rel(frame_array(out_a.get_frame(4)), ref_output(tiny_weights, a, [2, 3, 4, 2, 2])) <= 1e-4
+    assert rel(frame_tensor(out_a.get_frame(4)), ref_output(tiny_weights, a, [2, 3, 4, 2, 2])) <= 1e-4
     # Without scene detection the next scene leaks in.
     plain_a = edvr(scene_clip(a, 5), weights=tiny_weights, device="cpu", scene_change=False)
     plain_b = edvr(scene_clip(b, 5), weights=tiny_weights, device="cpu", scene_change=False)
-    assert not torch.equal(frame_array(plain_a.get_frame(4)), frame_array(plain_b.get_frame(4)))
+    assert not torch.equal(frame_tensor(plain_a.get_frame(4)), frame_tensor(plain_b.get_frame(4)))
 
 
 @pytest.mark.parametrize("mode,expected", [("reflection", [7, 6, 5, 6, 7]), ("replicate", [5, 5, 5, 6, 7])])
 def test_scene_start_follows_mode_inside_scene(tiny_weights, real, mode, expected):
     out = edvr(scene_clip(real, 5), weights=tiny_weights, device="cpu", padding=mode)
-    assert rel(frame_array(out.get_frame(5)), ref_output(tiny_weights, real, expected)) <= 1e-4
+    assert rel(frame_tensor(out.get_frame(5)), ref_output(tiny_weights, real, expected)) <= 1e-4
 
 
 def test_streaming_computes_each_frame_once(tiny_weights, real):
     out, engine = edvr_with_engine(clip_from_frames(real), weights=tiny_weights, device="cpu")
     for n in range(out.num_frames):
         out.get_frame(n)
-    assert engine.cache.stats.computes == 10
-    assert engine.cache.stats.misses == 10
-    assert engine.cache.stats.hits == 5 * 10 - 10
-    assert len(engine.cache) <= engine.cache.capacity
+    assert engine.frame_cache.stats.computes == 10
+    assert engine.frame_cache.stats.misses == 10
+    assert engine.frame_cache.stats.hits == 5 * 10 - 10
+    assert len(engine.frame_cache) <= engine.frame_cache.capacity
 
 
 def test_cached_features_equal_fresh(tiny_weights, real):
     out, engine = edvr_with_engine(clip_from_frames(real[:5]), weights=tiny_weights, device="cpu")
     out.get_frame(2)
-    work = engine.cache.get((0, 3), lambda: pytest.fail("frame 3 should be cached"))
-    fresh = engine.frame_work(real[3], engine.tiles[0])
-    for a, b in zip(work.feats + work.as_nbr + work.as_ref, fresh.feats + fresh.as_nbr + fresh.as_ref):
+    cached = engine.frame_cache.get((0, 3), lambda: pytest.fail("frame 3 should be cached"))
+    fresh = engine.frame_features(real[3], engine.tiles[0])
+    pairs = list(zip(cached.features.tensors(), fresh.features.tensors()))
+    assert len(pairs) == 10  # the frame, its 3 feature levels, 3 neighbour and 3 reference halves
+    for a, b in pairs:
         assert torch.equal(a, b)
 
 
 def frames_of(node, order):
-    return {n: frame_array(node.get_frame(n)) for n in order}
+    return {n: frame_tensor(node.get_frame(n)) for n in order}
 
 
 def test_order_and_concurrency_do_not_change_frames(tiny_weights, real):
@@ -185,10 +188,10 @@ def test_order_and_concurrency_do_not_change_frames(tiny_weights, real):
     shuffled = frames_of(fresh(), order)
     node = fresh()
     futures = {n: node.get_frame_async(n) for n in order}
-    concurrent_ = {n: frame_array(f.result()) for n, f in futures.items()}
+    concurrent_ = {n: frame_tensor(f.result()) for n, f in futures.items()}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         node2 = fresh()
-        threaded = dict(zip(order, pool.map(lambda n: frame_array(node2.get_frame(n)), order)))
+        threaded = dict(zip(order, pool.map(lambda n: frame_tensor(node2.get_frame(n)), order)))
     for n in range(10):
         for other in (rev, shuffled, concurrent_, threaded):
             assert torch.equal(seq[n], other[n]), n
@@ -197,13 +200,13 @@ def test_order_and_concurrency_do_not_change_frames(tiny_weights, real):
 def test_tiles_match_untiled(tiny_weights):
     frames = demo_frames(5, (64, 40))
     clip = clip_from_frames(frames)
-    whole = frame_array(edvr(clip, weights=tiny_weights, device="cpu").get_frame(2))
+    whole = frame_tensor(edvr(clip, weights=tiny_weights, device="cpu").get_frame(2))
     out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu", tile=(32, 20), tile_overlap=(32, 20))
-    tiled = frame_array(out.get_frame(2))
+    tiled = frame_tensor(out.get_frame(2))
     assert len(engine.tiles) == 4
-    assert {k[0] for k in engine.cache.keys()} == {0, 1, 2, 3}  # each tile keeps its own frames
+    assert {k[0] for k in engine.frame_cache.keys()} == {0, 1, 2, 3}  # each tile keeps its own frames
     assert (tiled - whole).abs().max().item() <= 1e-5
-    seams = frame_array(edvr(clip, weights=tiny_weights, device="cpu", tile=(32, 20), tile_overlap=0).get_frame(2))
+    seams = frame_tensor(edvr(clip, weights=tiny_weights, device="cpu", tile=(32, 20), tile_overlap=0).get_frame(2))
     assert (seams - whole).abs().max().item() > 1e-3  # no overlap: visibly different at the seams
 
 
@@ -213,14 +216,14 @@ def test_two_stage(tiny_weights, tiny_hr_in_weights, real):
     assert (out.width, out.height, out.num_frames) == (64, 64, 6)
     stage1 = edvr(clip, weights=tiny_weights, device="cpu")
     expected = edvr(stage1, weights=tiny_hr_in_weights, device="cpu")
-    assert torch.equal(frame_array(out.get_frame(3)), frame_array(expected.get_frame(3)))
+    assert torch.equal(frame_tensor(out.get_frame(3)), frame_tensor(expected.get_frame(3)))
 
 
 def test_hr_in_model_keeps_size_and_uses_replicate(tiny_hr_in_weights, real):
     clip = clip_from_frames(real[:4, :, :20, :24].contiguous())
     out = edvr(clip, weights=tiny_hr_in_weights, device="cpu")
     assert (out.width, out.height) == (24, 20)
-    f0 = frame_array(out.get_frame(0))
+    f0 = frame_tensor(out.get_frame(0))
     frames = torch.nn.functional.pad(real[:4, :, :20, :24], (0, 8, 0, 12), mode="replicate")
     assert rel(f0, ref_output(tiny_hr_in_weights, frames, [0, 0, 0, 1, 2])[:, :20, :24]) <= 1e-4
 

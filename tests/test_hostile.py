@@ -20,7 +20,8 @@ import vapoursynth as vs
 from edvr_vs import edvr
 from edvr_vs.filter import edvr_with_engine
 from edvr_vs.nn.edvr import EDVR
-from tests.conftest import clip_from_frames, demo_frames, frame_array, randomize
+from edvr_vs.frame_io import clip_from_frames, frame_tensor
+from tests.conftest import demo_frames, randomize
 
 core = vs.core
 
@@ -93,7 +94,7 @@ def test_upstream_error_fails_only_windows_that_need_it(tiny_weights):
             out.get_frame(n)
     clean = edvr(clip_from_frames(frames), weights=tiny_weights, device="cpu", padding="replicate")
     for n in (0, 3, 9, 11):  # windows without frame 6 work, before and after the failures
-        assert torch.equal(frame_array(out.get_frame(n)), frame_array(clean.get_frame(n)))
+        assert torch.equal(frame_tensor(out.get_frame(n)), frame_tensor(clean.get_frame(n)))
 
 
 def test_nan_frame_does_not_poison_other_windows(tiny_weights):
@@ -103,12 +104,12 @@ def test_nan_frame_does_not_poison_other_windows(tiny_weights):
     out, engine = edvr_with_engine(clip_from_frames(frames), weights=tiny_weights, device="cpu",
                                    padding="replicate")
     for n in range(12):
-        f = frame_array(out.get_frame(n))
+        f = frame_tensor(out.get_frame(n))
         if abs(n - 6) <= 2:
             assert not torch.isfinite(f).all(), n
         else:
             assert torch.isfinite(f).all(), n
-    assert engine.cache.stats.computes == 12
+    assert engine.frame_cache.stats.computes == 12
 
 
 def test_two_instances_stay_independent(tiny_weights, tmp_path):
@@ -117,8 +118,8 @@ def test_two_instances_stay_independent(tiny_weights, tmp_path):
                 .state_dict()}, other)
     clip = clip_from_frames(demo_frames(5, (16, 16)))
     a, b = edvr(clip, weights=tiny_weights, device="cpu"), edvr(clip, weights=other, device="cpu")
-    a_alone = frame_array(edvr(clip, weights=tiny_weights, device="cpu").get_frame(2))
-    fa, fb = frame_array(a.get_frame(2)), frame_array(b.get_frame(2))
+    a_alone = frame_tensor(edvr(clip, weights=tiny_weights, device="cpu").get_frame(2))
+    fa, fb = frame_tensor(a.get_frame(2)), frame_tensor(b.get_frame(2))
     assert torch.equal(fa, a_alone) and not torch.equal(fa, fb)
 
 
@@ -133,8 +134,8 @@ def test_long_run_memory_flat_and_each_frame_once(tiny_weights):
         if n % 250 == 0:
             rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     assert n == 1999
-    assert engine.cache.stats.computes == 2000
-    assert len(engine.cache) <= engine.cache.capacity
+    assert engine.frame_cache.stats.computes == 2000
+    assert len(engine.frame_cache) <= engine.frame_cache.capacity
     growth_mb = (rss[-1] - rss[1]) / 1024  # after warm-up (the first 250 frames)
     assert growth_mb < 64, rss  # measured: 0.7 MB from frame 250 to 2,000
 
@@ -144,7 +145,7 @@ def test_concurrent_random_requests_match_sequential(tiny_weights):
     idx = [i % 21 for i in range(500)]
     clip = core.std.Splice([clip_from_frames(frames[i:i + 1]) for i in range(21)] * 24)[:500]
     sequential = edvr(clip, weights=tiny_weights, device="cpu")
-    expected = [frame_array(sequential.get_frame(n)) for n in range(500)]
+    expected = [frame_tensor(sequential.get_frame(n)) for n in range(500)]
     node = edvr(clip, weights=tiny_weights, device="cpu")
     order = list(range(500))
     random.Random(7).shuffle(order)
@@ -153,7 +154,7 @@ def test_concurrent_random_requests_match_sequential(tiny_weights):
         batch = order[start:start + 8]
         futures = [node.get_frame_async(n) for n in batch]
         for n, fut in zip(batch, futures):
-            got[n] = frame_array(fut.result())
+            got[n] = frame_tensor(fut.result())
     assert all(torch.equal(got[n], expected[n]) for n in range(500))
     assert len(idx) == 500
 
@@ -172,7 +173,7 @@ def group_members(pgid: int) -> list[int]:
 
 
 def test_ctrl_c_during_vspipe_into_ffmpeg(tiny_weights, tmp_path):
-    from edvr_vs.cli import ffmpeg_exe
+    from edvr_vs.media import ffmpeg_exe
 
     script = tmp_path / "long.vpy"
     script.write_text(
@@ -218,4 +219,4 @@ def test_cuda_streams_give_the_same_frames(tiny_weights):
     many = edvr(clip, weights=tiny_weights, device="cuda", precision="fp32", num_streams=3)
     futures = [many.get_frame_async(n) for n in range(8)]
     for n, fut in enumerate(futures):
-        assert torch.allclose(frame_array(fut.result()), frame_array(one.get_frame(n)), atol=1e-5)
+        assert torch.allclose(frame_tensor(fut.result()), frame_tensor(one.get_frame(n)), atol=1e-5)

@@ -22,7 +22,7 @@ def test_wheel_carries_kernels_and_yaml_and_loads_elsewhere(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     sources = {p.name for p in (REPO / "kernels").glob("*.cu")}
     assert sources, "kernels/ holds no .cu file"
-    assert {f"edvr_vs/kernel_src/{n}" for n in sources} <= names
+    assert {f"edvr_vs/kernels/{n}" for n in sources} <= names
     data = {f"edvr_vs/{p.relative_to(REPO / 'edvr_vs')}" for pattern in ("*.yaml", "weights/*.pth")
             for p in (REPO / "edvr_vs").glob(pattern)}
     assert "edvr_vs/zoo.yaml" in data and "edvr_vs/weights/EDVR_T_x4_SR.pth" in data
@@ -37,7 +37,7 @@ def test_wheel_carries_kernels_and_yaml_and_loads_elsewhere(tmp_path):
     code = ("import edvr_vs, importlib.resources as r; m = edvr_vs.load_model('w.pth'); "
             "print(edvr_vs.__file__); print(m.config.num_feat); "
             "from edvr_vs import zoo; assert zoo.weights_path(zoo.default_model()).is_file(); "
-            "print(sorted(p.name for p in r.files('edvr_vs.kernel_src').iterdir() if p.name.endswith('.cu')))")
+            "print(sorted(p.name for p in r.files('edvr_vs.kernels').iterdir() if p.name.endswith('.cu')))")
     env = os.environ | {"PYTHONPATH": str(target)}
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=True)

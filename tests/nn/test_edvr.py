@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import edvr_vs.nn.dcn as dcn
-from edvr_vs.nn.edvr import EDVR
+from edvr_vs.nn.edvr import EDVR, WindowInputs
 from tests.conftest import OFFICIAL_CONFIGS, randomize
-from tests.reference_edvr import Ref
+from edvr_vs.nn.basicsr_reference import Ref
 
 
 def max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -74,10 +74,10 @@ def test_basicsr_key_names_and_sizes():
 
 
 def test_center_frame_default_is_middle():
-    assert EDVR(num_frame=7).center_frame_idx == 3
-    assert EDVR(num_frame=5).center_frame_idx == 2
-    assert EDVR(num_frame=1).center_frame_idx == 0
-    assert EDVR(num_frame=7, center_frame_idx=2).center_frame_idx == 2
+    assert EDVR(num_frame=7).config.center == 3
+    assert EDVR(num_frame=5).config.center == 2
+    assert EDVR(num_frame=1).config.center == 0
+    assert EDVR(num_frame=7, center_frame_idx=2).config.center == 2
 
 
 @pytest.mark.parametrize("num_frame", [1, 3, 9])
@@ -112,16 +112,29 @@ def test_forward_rejects_unpadded_sizes_and_wrong_frame_count():
         model(torch.rand(1, 3, 3, 8, 8))
 
 
-def test_split_offset_conv1_is_the_same_linear_map():
+def test_offset_halves_are_the_same_linear_map():
     model = randomize(EDVR(num_feat=16, num_extract_block=1, num_reconstruct_block=1)).double()
     frames = torch.rand(3, 3, 16, 20, dtype=torch.float64)
     with torch.no_grad():
-        feats = model.extract_features(frames)
-        as_nbr, as_ref = model.split_offset_conv1(feats)
+        _, feats, as_nbr, as_ref = model.frame_features(frames)
         for lv in range(3):
             conv = model.pcd_align.offset_conv1[f"l{lv + 1}"]
             fused = conv(torch.cat([feats[lv][:1].expand(3, -1, -1, -1), feats[lv][1:2].expand(3, -1, -1, -1)], 1))
             assert torch.allclose(as_nbr[lv][:1] + as_ref[lv][1:2], fused[:1], atol=1e-12)
+
+
+def test_forward_is_frame_features_then_restore_window():
+    """A batch of windows through forward = each window from cached per-frame parts, batched or not."""
+    model = randomize(EDVR(num_feat=16, num_extract_block=1, num_reconstruct_block=1), seed=3).double()
+    x = torch.rand(2, 5, 3, 16, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        batched = model(x)
+        for b in range(2):
+            frames = [model.frame_features(x[b, i:i + 1]) for i in range(5)]
+            inputs = WindowInputs.gather(frames, frames[2])
+            for batch_align in (True, False):
+                one = model.restore_window(inputs, batch_align=batch_align)
+                torch.testing.assert_close(one, batched[b:b + 1], rtol=1e-10, atol=1e-10)
 
 
 def test_real_frames_7_frame_model(vimeo_frames, monkeypatch):

@@ -1,6 +1,9 @@
-"""CUDA kernels from ``kernels/*.cu``, compiled with CuPy (NVRTC) and run on torch tensors.
+"""The kernel loader: CUDA kernels from ``kernels/*.cu``, compiled with CuPy (NVRTC) and launched on
+torch tensors. (Their Python wrappers live beside their users: ``nn/dcn.py`` for deformable
+sampling, ``convert.py`` for frame conversion.)
 
-- Sources ship inside the package (``edvr_vs.kernel_src``) and are read from there.
+- Sources ship inside the package as ``edvr_vs.kernels`` (the top-level ``kernels/`` folder)
+  and are read from there.
 - Compiled modules are cached per (source text, options, device architecture), in
   memory here and on disk by CuPy, so a changed source or macro recompiles.
 - Kernels run on torch's current CUDA stream; tensors pass zero-copy through DLPack
@@ -17,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE_PACKAGE = "edvr_vs.kernel_src"
+SOURCE_PACKAGE = "edvr_vs.kernels"
 DEFAULT_DEFINES: dict[str, dict[str, int]] = {"deform_sample.cu": {"DS_UNROLL": 8}, "convert.cu": {}}
-_SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+DTYPE_SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}  # entry-point name suffixes
 THREADS = 256
 
 
@@ -108,28 +111,3 @@ def launch(name: str, entry: str, total: int, tensors: list[torch.Tensor], ints:
         blocks = (total + THREADS - 1) // THREADS
         if blocks:
             fn((blocks,), (THREADS,), tuple(args))
-
-
-def sample_columns_cuda(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    mask: torch.Tensor,
-    kernel_size: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-) -> torch.Tensor:
-    """``kernels/deform_sample.cu``: same contract as ``edvr_vs.nn.dcn.sample_columns_torch``."""
-    if x.dtype not in _SUFFIX:
-        raise TypeError(f"deform_sample: dtype {x.dtype} not supported (fp32, fp16, bf16)")
-    b, c, h, w = x.shape
-    kh, kw = kernel_size
-    ho, wo = offset.shape[-2:]
-    g = mask.shape[1] // (kh * kw)
-    x = x.contiguous()
-    offset = offset.to(x.dtype).contiguous()
-    mask = mask.to(x.dtype).contiguous()
-    cols = torch.empty(b, c * kh * kw, ho * wo, device=x.device, dtype=x.dtype)
-    launch("deform_sample.cu", f"deform_sample_{_SUFFIX[x.dtype]}", b * g * ho * wo, [x, offset, mask, cols],
-           [b, h, w, c, ho, wo, g, kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]])
-    return cols

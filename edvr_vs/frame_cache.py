@@ -1,4 +1,4 @@
-"""A bounded, thread-safe cache of per-frame work, keyed by (tile, frame index).
+"""The frame cache: a bounded, thread-safe cache of per-frame work, keyed by (tile, frame index).
 
 Each value is computed at most once while it stays cached, even when several
 threads ask for it at the same moment: the first computes, the others wait for

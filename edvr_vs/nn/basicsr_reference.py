@@ -3,7 +3,10 @@
 It reads weights by their BasicSR key names from a state dict, uses
 ``torchvision.ops.deform_conv2d`` for every DCN, and runs one PCD alignment per
 neighbour as BasicSR does. It shares no code with ``edvr_vs.nn``, so agreement
-shows that our modules compute BasicSR's function on BasicSR's keys.
+shows that our modules compute BasicSR's function on BasicSR's keys. It is also the
+baseline that ``scripts/bench.py`` measures the filter against ("BasicSR's approach").
+
+Never used at run time: it needs torchvision, which only the ``test`` extra installs.
 """
 
 from __future__ import annotations

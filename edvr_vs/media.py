@@ -1,0 +1,150 @@
+"""Media plumbing shared by the CLI, training and the scripts: ffmpeg, sources, encoding, frames.
+
+- ``ffmpeg_exe``: ffmpeg from ``PATH``, else the binary in the imageio-ffmpeg wheel.
+- ``open_source``: any video file through a VapourSynth source plugin from PyPI.
+- ``encode``: a clip piped as y4m into ffmpeg, into a file that appears only when complete.
+- ``read_video`` / ``read_images``: frames as uint8 RGB arrays (t, h, w, 3).
+
+Failures raise ``MediaError`` with a message that names the file or the tool.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import vapoursynth as vs
+
+from edvr_vs.colour import default_matrix
+from edvr_vs.files import atomic_output
+from edvr_vs.frame_io import frame_tensor
+
+core = vs.core
+
+ENCODERS = {"x265": "libx265", "x264": "libx264", "ffv1": "ffv1", "av1": "libsvtav1", "vp9": "libvpx-vp9"}
+DEFAULT_ENCODER_ARGS = {"libx265": ["-crf", "18", "-preset", "medium"], "libx264": ["-crf", "16", "-preset", "medium"],
+                        "ffv1": ["-level", "3"]}
+
+
+class MediaError(RuntimeError):
+    """A file that cannot be read or written, or a missing tool; the message says which."""
+
+
+def ffmpeg_exe() -> str:
+    """ffmpeg from PATH, else the binary shipped in the imageio-ffmpeg wheel."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as e:
+        raise MediaError(f"no ffmpeg found on PATH and imageio-ffmpeg has none ({e}); install ffmpeg") from None
+
+
+def open_source(path: str | os.PathLike[str]) -> vs.VideoNode:
+    """Any video file through a VapourSynth source plugin from PyPI (bestsource, else lsmas)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MediaError(f"input {path!r} does not exist")
+    errors = []
+    if hasattr(core, "bs"):
+        try:
+            return core.bs.VideoSource(path)
+        except vs.Error as e:
+            errors.append(f"bestsource: {e}")
+    if hasattr(core, "lsmas"):
+        try:
+            return core.lsmas.LWLibavSource(path, cachefile=os.path.join(tempfile.gettempdir(), "edvr_vs.lwi"))
+        except vs.Error as e:
+            errors.append(f"lsmas: {e}")
+    if not errors:
+        raise MediaError("no source plugin: pip install vapoursynth-bestsource (or vapoursynth-lsmas)")
+    raise MediaError(f"cannot read {path!r}: {'; '.join(errors)}")
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], audio_from: str | None = None,
+           label: str = "edvr-vs") -> None:
+    """Pipe ``clip`` as y4m into ffmpeg with ``encoder`` (a name of ``ENCODERS`` or any ffmpeg encoder) and
+    ``extra`` arguments (default: ``DEFAULT_ENCODER_ARGS``), copying the audio of ``audio_from``; progress on
+    stderr. The result appears under ``output`` only when complete; on any failure or interruption nothing
+    is left behind and ffmpeg is killed."""
+    if clip.format.color_family == vs.RGB:
+        clip = core.resize.Bicubic(clip, format=vs.YUV444P10, matrix=1)
+    codec = ENCODERS.get(encoder, encoder)
+    with atomic_output(output) as tmp:
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "yuv4mpegpipe", "-i", "-"]
+        if audio_from:
+            cmd += ["-i", audio_from, "-map", "0:v", "-map", "1:a?", "-c:a", "copy"]
+        cmd += ["-c:v", codec, *(extra or DEFAULT_ENCODER_ARGS.get(codec, [])), str(tmp)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+        t0 = time.monotonic()
+        total = clip.num_frames
+
+        def progress(done: int, _total: int) -> None:
+            elapsed = time.monotonic() - t0
+            fps = done / elapsed if elapsed > 0 else 0.0
+            eta = (total - done) / fps if fps > 0 else 0.0
+            sys.stderr.write(f"\r{label}: {done}/{total} frames, {fps:.2f} fps, ETA {_fmt_time(eta)} ")
+            sys.stderr.flush()
+
+        try:
+            try:
+                clip.output(proc.stdin, y4m=True, progress_update=progress)
+            finally:
+                proc.stdin.close()
+            rc = proc.wait()
+            sys.stderr.write("\n")
+            if rc != 0:
+                raise MediaError(f"ffmpeg ({codec}) failed with exit code {rc}")
+        except BaseException:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
+
+
+def read_video(path: Path, max_frames: int | None = None) -> np.ndarray:
+    """A video file's frames as uint8 RGB (t, h, w, 3), through VapourSynth (zimg bicubic; an unspecified
+    matrix is ``edvr_vs.colour.default_matrix``)."""
+    clip = open_source(path)
+    if max_frames:
+        clip = clip[:max_frames]
+    rgb = core.resize.Bicubic(clip, format=vs.RGB24, matrix_in=default_matrix(clip.width, clip.height))
+    return np.stack([frame_tensor(f, None).permute(1, 2, 0).numpy() for f in rgb.frames()])
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image, from ffmpeg's stream description."""
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    m = re.search(r"Video: .*?(\d{1,5})x(\d{1,5})", res.stderr)
+    if not m:
+        raise MediaError(f"cannot read the image size of {path}")
+    return int(m[1]), int(m[2])
+
+
+def read_images(paths: list[Path]) -> np.ndarray:
+    """Same-size images as uint8 RGB (t, h, w, 3), decoded by ffmpeg."""
+    w, h = image_size(paths[0])
+    frames = []
+    for p in paths:
+        raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(p), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                             capture_output=True, check=True).stdout
+        if len(raw) != w * h * 3:
+            raise MediaError(f"{p} is not {w}x{h} like {paths[0]}")
+        frames.append(np.frombuffer(raw, np.uint8).reshape(h, w, 3))
+    return np.stack(frames)
