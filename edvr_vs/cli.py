@@ -12,10 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from edvr_vs.media import ENCODERS
-from edvr_vs.speed import Speed
+from edvr_vs.media import ENCODERS, MediaError, encode, open_source
+from edvr_vs.speed import Speed, switch_type
 from edvr_vs.train.loop import add_arguments as train_arguments
-
 
 
 class CliError(Exception):
@@ -44,7 +43,7 @@ def add_speed_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         text = f"{f.metadata['help']}{' (CUDA only)' if f.metadata['cuda_only'] else ''}; default: {f.default}"
         text = text.replace("%", "%%")
-        if f.type == "int":
+        if switch_type(f) is int:
             parser.add_argument(flag, dest=f.name, type=int, metavar="N", help=text)
         else:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
@@ -59,7 +58,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     import vapoursynth as vs
 
     import edvr_vs
-    from edvr_vs.media import encode, open_source
 
     clip = open_source(args.input)
     start, stop = parse_frames(args.frames, clip.num_frames)
@@ -240,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("arguments after -- are only for `run` (they go to the encoder)")
     args.extra = extra
     from edvr_vs.checkpoint import CheckpointError
-    from edvr_vs.media import MediaError
     from edvr_vs.zoo import ZooError
 
     try:

@@ -110,7 +110,8 @@ def edvr(
     return _restore(dict(locals()))[0]
 
 
-edvr.__doc__ = edvr.__doc__.replace("{speed}", describe())
+if edvr.__doc__:  # None under python -OO
+    edvr.__doc__ = edvr.__doc__.replace("{speed}", describe())
 _SIGNATURE = inspect.signature(edvr)
 
 

@@ -14,7 +14,7 @@ private memory pool for its intermediates and a static output:
   their own CUDA work meanwhile. Captures are serialised process-wide (torch captures on
   one shared stream).
 
-Kernels launched through ``edvr_vs.kernels`` (CuPy) run on torch's current stream and
+Kernels launched through ``edvr_vs.kernel_loader`` (CuPy) run on torch's current stream and
 allocate nothing through CuPy, so they should be captured like torch's own; this has not
 yet run on a GPU (README "Performance"), which is why ``cuda_graphs`` is off by default.
 """

@@ -93,6 +93,6 @@ def parse_value(f: Field, text: str) -> object:
 
 
 def describe() -> str:
-    """One line per switch: name, default and help (for docstrings)."""
-    return "\n".join(f"    {f.name} (default {f.default!r}{', CUDA only' if f.metadata['cuda_only'] else ''}): "
+    """One line per switch: name, default and help (for docstrings, indented as their arguments)."""
+    return "\n".join(f"        {f.name} (default {f.default!r}{', CUDA only' if f.metadata['cuda_only'] else ''}): "
                      f"{f.metadata['help']}." for f in fields(Speed))

@@ -44,7 +44,7 @@ from edvr_vs.filter import edvr_with_engine
 from edvr_vs.frame_io import frame_tensor
 from edvr_vs.nn.basicsr_reference import Ref
 from edvr_vs.nn.edvr import EDVR
-from edvr_vs.speed import Speed, parse_value
+from edvr_vs.speed import Speed, parse_value, switch_type
 from edvr_vs.window import window_indices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def flips(base: Speed, device: torch.device) -> list[dict[str, object]]:
         value = getattr(base, f.name)
         if f.name == "batch_align":
             value = base.resolved_batch_align(device)
-        flip = {f.name: (2 if value == 1 else 1) if f.type == "int" else not value}
+        flip = {f.name: (2 if value == 1 else 1) if switch_type(f) is int else not value}
         try:
             dataclasses.replace(base, **flip)
         except ValueError:  # a combination Speed refuses

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
+import inspect
+import re
 import threading
 import time
 import warnings
@@ -13,14 +16,15 @@ import pytest
 import torch
 import vapoursynth as vs
 
+from edvr_vs import cli
 from edvr_vs.engine import Engine
-from edvr_vs.speed import Speed
 from edvr_vs.filter import edvr, edvr_with_engine
+from edvr_vs.frame_io import clip_from_frames, frame_tensor
 from edvr_vs.graphs import GraphCache
 from edvr_vs.nn.dcn import DCNv2Pack
 from edvr_vs.nn.edvr import EDVR
-from edvr_vs.frame_io import clip_from_frames, frame_tensor
-from tests.conftest import demo_frames
+from edvr_vs.speed import Speed, parse_value
+from tests.conftest import REPO, demo_frames
 
 core = vs.core
 
@@ -294,3 +298,59 @@ def test_request_context_makes_device_and_pool_streams_current(clip, tiny_weight
             seen.add(torch.cuda.current_stream().cuda_stream)
     assert len(seen) == 2 and torch.cuda.current_stream(index).cuda_stream not in seen
 
+
+
+# ---- one definition of the switches: edvr()'s signature and docstring, the CLI, the README --------
+
+def test_edvr_signature_and_docstring_carry_every_switch():
+    params = inspect.signature(edvr).parameters
+    for f in dataclasses.fields(Speed):
+        p = params[f.name]
+        assert p.kind is inspect.Parameter.KEYWORD_ONLY
+        assert (p.default, p.annotation) == (f.default, f.type)
+        assert f"{f.name} (default {f.default!r}" in edvr.__doc__ and f.metadata["help"] in edvr.__doc__
+
+
+def test_every_documented_keyword_is_in_the_signature():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## `edvr_vs.edvr(", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+    assert len(documented) == 17
+    params = inspect.signature(edvr).parameters
+    assert documented == set(params) - {"clip"}
+    for name in documented - {f.name for f in dataclasses.fields(Speed)}:
+        assert f"{name}:" in edvr.__doc__  # each has its own line in the docstring
+
+
+def test_readme_switch_table_is_speeds_own_text():
+    readme = (REPO / "README.md").read_text()
+    for f in dataclasses.fields(Speed):
+        cuda = " (CUDA only)" if f.metadata["cuda_only"] else ""
+        assert f"| `{f.name}` | `{f.default}` | {f.metadata['help']}{cuda} |" in readme
+
+
+def test_cli_flags_come_from_speed():
+    parser = cli.build_parser()
+    args = parser.parse_args(["run", "in.mp4", "-o", "out.mkv", "--num-streams", "3", "--cuda-graphs",
+                              "--no-channels-last", "--no-batch-align"])
+    assert cli.speed_options(args) == {"num_streams": 3, "cuda_graphs": True, "channels_last": False,
+                                       "batch_align": False}
+    assert cli.speed_options(parser.parse_args(["run", "in.mp4", "-o", "out.mkv"])) == {}
+    run_help = parser._subparsers._group_actions[0].choices["run"].format_help()
+    for f in dataclasses.fields(Speed):
+        assert "--" + f.name.replace("_", "-") in run_help
+
+
+@pytest.mark.parametrize("name,text,want", [("num_streams", "2", 2), ("batch_align", "None", None),
+                                            ("batch_align", "true", True), ("cuda_graphs", "FALSE", False)])
+def test_switch_values_parse(name, text, want):
+    assert parse_value(next(f for f in dataclasses.fields(Speed) if f.name == name), text) == want
+
+
+@pytest.mark.parametrize("name,text,match", [("num_streams", "0", "'num_streams' must be an int ≥ 1, got 0"),
+                                             ("num_streams", "two", "'num_streams' must be an int, got 'two'"),
+                                             ("cuda_graphs", "none", r"'cuda_graphs' must be True or False, got None"),
+                                             ("channels_last", "yes", "'channels_last' must be True or False")])
+def test_bad_switch_values_are_refused(name, text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_value(next(f for f in dataclasses.fields(Speed) if f.name == name), text)
