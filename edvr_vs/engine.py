@@ -18,6 +18,7 @@ fast path.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import sys
 import threading
@@ -33,6 +34,8 @@ from edvr_vs.nn.edvr import EDVR, FrameFeatures, WindowInputs
 from edvr_vs.speed import Speed
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CACHE_MEMORY_FRACTION = 0.5  # on CUDA, the share of free device memory the frame cache may fill
+MIN_TILE = 64  # the out-of-memory fallback halves tiles down to this size (input pixels)
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,38 @@ def make_tiles(width: int, height: int, tile: tuple[int, int] | None, overlap: t
 
 
 @dataclass(frozen=True)
+class TilePlan:
+    """How frames are cut, and how far the out-of-memory fallback has gone under this cut.
+
+    ``generation`` is part of every frame-cache key, so work done for one plan's tiles is
+    never found under another's. A request remembers the plan it started with; only an
+    out-of-memory error under the current plan moves the fallback on a step (evict the
+    cache down to one window per tile, then halve the tiles), so concurrent failures of one
+    plan relieve it once."""
+
+    generation: int
+    tiles: tuple[Tile, ...]
+    evicted: bool = False  # the frame cache is already down to one window per tile
+
+
+def cache_frames_for(per_frame_bytes: int, free_bytes: int, tiles: int, window: int, wanted: int) -> int:
+    """Frames per tile the frame cache may hold on CUDA: as many of ``wanted`` as fit in
+    ``CACHE_MEMORY_FRACTION`` of ``free_bytes`` at ``per_frame_bytes`` per tile's frame, never
+    fewer than one ``window``."""
+    fit = int(CACHE_MEMORY_FRACTION * free_bytes) // max(1, per_frame_bytes * tiles)
+    return max(window, min(wanted, fit))
+
+
+@dataclass(frozen=True)
 class CachedFrame:
     """A frame cache entry: one frame's (tile's) features, and on CUDA the event of the stream that computed them."""
 
     features: FrameFeatures
     ready: torch.cuda.Event | None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.features.tensors())
 
 
 class Engine:
@@ -87,18 +117,25 @@ class Engine:
         self.cfg = model.config
         self.width, self.height = width, height
         self.tile_overlap = tile_overlap
-        self.tiles = make_tiles(width, height, tile, tile_overlap)
-        self.cache_frames = cache_frames
-        self.frame_cache: FrameCache[CachedFrame] = FrameCache(cache_frames * len(self.tiles))
+        self.plan = TilePlan(0, tuple(make_tiles(width, height, tile, tile_overlap)))
+        self.window_frames = self.cfg.num_frame
+        self.cache_frames = cache_frames  # per tile, wanted; on CUDA cut to what free memory holds
+        self.frame_cache: FrameCache[CachedFrame] = FrameCache(cache_frames * len(self.plan.tiles))
+        self._sized = device.type != "cuda"
         self._lock = threading.Lock()
         # On the CPU, torch already spreads each operation over every core; two callbacks
         # computing at once would oversubscribe them (measured: far slower), so they take turns.
         self._cpu_turn = threading.Lock() if device.type == "cpu" else contextlib.nullcontext()
         self._warned_oom = False
+        self.relief_steps: list[str] = []  # what the out-of-memory fallback did, in order
         self._streams = ([torch.cuda.Stream(device) for _ in range(speed.num_streams)]
                          if device.type == "cuda" and speed.num_streams > 1 else [])
         self._next_stream = itertools.count()
         self.graphs = (GraphCache(self._window_net, self._buffer, device) if speed.cuda_graphs else None)
+
+    @property
+    def tiles(self) -> tuple[Tile, ...]:
+        return self.plan.tiles
 
     # ---- per frame --------------------------------------------------------------------------
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,7 +157,22 @@ class Engine:
         if self.device.type == "cuda":
             ready = torch.cuda.Event()
             ready.record(torch.cuda.current_stream(self.device))
-        return CachedFrame(features, ready)
+        frame = CachedFrame(features, ready)
+        if not self._sized:
+            self._size_cache(frame)
+        return frame
+
+    def _size_cache(self, frame: CachedFrame) -> None:
+        """On CUDA, the first computed frame's footprint and the free memory set the cache's size."""
+        with self._lock:
+            if self._sized:
+                return
+            self._sized = True
+            free, _ = torch.cuda.mem_get_info(self.device)
+            free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+            tiles = len(self.plan.tiles)
+            frames = cache_frames_for(frame.nbytes, free, tiles, self.window_frames, self.cache_frames)
+            self.frame_cache.set_capacity(frames * tiles)
 
     # ---- per window ---------------------------------------------------------------------------
     def _use(self, frame: CachedFrame) -> None:
@@ -154,34 +206,57 @@ class Engine:
     def restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
         """Output frame for ``window`` (source indices; ``center`` among them): RGB (3, H, W) on the device.
 
-        ``get_rgb(i)`` gives source frame i as RGB (3, h, w); it is called
-        only for frames whose work is not cached. On CUDA out of memory, the engine
-        switches to tiles of half the size (saying so once on stderr) and retries.
+        ``get_rgb(i)`` gives source frame i as RGB (3, h, w); it is called at most once per
+        frame and request (every tile cuts its region from that one upload), and only for
+        frames whose work is not cached. On CUDA out of memory the engine relieves itself a step
+        (``_relieve``: evict the frame cache to one window per tile, then halve the tiles; said
+        once on stderr) and retries.
         """
+        rgb_of: dict[int, torch.Tensor] = {}
+
+        def rgb(i: int) -> torch.Tensor:
+            if i not in rgb_of:
+                rgb_of[i] = get_rgb(i)
+            return rgb_of[i]
+
         while True:
+            plan = self.plan
             try:
                 with self._cpu_turn:
-                    return self._restore(window, center, get_rgb)
+                    return self._restore(plan, window, center, rgb)
             except torch.cuda.OutOfMemoryError:
-                if not self._shrink_tiles():
+                if not self._relieve(plan):
                     raise
 
-    def _shrink_tiles(self) -> bool:
+    def _relieve(self, plan: TilePlan) -> bool:
+        """One step down after running out of memory under ``plan``; False when none is left."""
         with self._lock:
-            core = self.tiles[0]
-            tw, th = core.x1 - core.x0, core.y1 - core.y0
-            new = (max(64, (tw // 2 + 3) // 4 * 4), max(64, (th // 2 + 3) // 4 * 4))
-            if new[0] >= tw and new[1] >= th:
-                return False
-            self.tiles = make_tiles(self.width, self.height, new, self.tile_overlap)
-            self.frame_cache = FrameCache(self.cache_frames * len(self.tiles))
-            if self.graphs is not None:
-                self.graphs.clear()
+            if plan is not self.plan:  # another request already relieved this plan
+                return True
+            window_cache = self.window_frames * len(plan.tiles)
+            if not plan.evicted and len(self.frame_cache) > window_cache:
+                self.frame_cache.set_capacity(window_cache)
+                self.plan = dataclasses.replace(plan, evicted=True)
+                what = f"keeping one window of frames per tile ({self.window_frames})"
+            else:
+                core = plan.tiles[0]
+                tw, th = core.x1 - core.x0, core.y1 - core.y0
+                new = (max(MIN_TILE, (tw // 2 + 3) // 4 * 4), max(MIN_TILE, (th // 2 + 3) // 4 * 4))
+                if new[0] >= tw and new[1] >= th:
+                    return False
+                tiles = tuple(make_tiles(self.width, self.height, new, self.tile_overlap))
+                self.plan = TilePlan(plan.generation + 1, tiles, evicted=True)
+                self.frame_cache.clear()
+                self.frame_cache.set_capacity(self.window_frames * len(tiles))
+                if self.graphs is not None:
+                    self.graphs.clear()
+                what = (f"processing in tiles of {new[0]}x{new[1]} "
+                        f"(overlap {self.tile_overlap[0]}x{self.tile_overlap[1]})")
+            self.relief_steps.append(what)
             torch.cuda.empty_cache()
             if not self._warned_oom:
                 self._warned_oom = True
-                print(f"edvr: CUDA ran out of memory; processing in tiles of {new[0]}x{new[1]} "
-                      f"(overlap {self.tile_overlap[0]}x{self.tile_overlap[1]}) from now on", file=sys.stderr)
+                print(f"edvr: CUDA ran out of memory; {what} from now on", file=sys.stderr)
             return True
 
     @contextlib.contextmanager
@@ -200,11 +275,13 @@ class Engine:
             with torch.cuda.stream(self._streams[next(self._next_stream) % len(self._streams)]):
                 yield
 
-    def _restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    def _restore(self, plan: TilePlan, window: list[int], center: int,
+                 rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
         s = self.cfg.scale
         out = torch.empty(3, self.height * s, self.width * s, device=self.device, dtype=self.dtype)
-        for ti, tile in enumerate(self.tiles):
-            frames = {i: self.frame_cache.get((ti, i), lambda i=i, tile=tile: self.frame_features(get_rgb(i), tile))
+        for ti, tile in enumerate(plan.tiles):
+            frames = {i: self.frame_cache.get((plan.generation, ti, i),
+                                              lambda i=i, tile=tile: self.frame_features(rgb(i), tile))
                       for i in dict.fromkeys(window)}
             result = self.window_output([frames[i] for i in window], frames[center])
             oy, ox = (tile.y0 - tile.ry0) * s, (tile.x0 - tile.rx0) * s

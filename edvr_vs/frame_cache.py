@@ -47,6 +47,18 @@ class FrameCache(Generic[V]):
         with self._lock:
             self._entries.clear()
 
+    def set_capacity(self, capacity: int) -> None:
+        """Change the bound, evicting the least recently needed entries down to it."""
+        if capacity < 1:
+            raise ValueError(f"FrameCache: capacity must be ≥ 1, got {capacity}")
+        with self._lock:
+            self.capacity = capacity
+            self._evict()
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
     def get(self, key: Hashable, compute: Callable[[], V]) -> V:
         """The cached value for ``key``, computing it with ``compute()`` if absent."""
         counted = False
@@ -77,8 +89,7 @@ class FrameCache(Generic[V]):
         with self._lock:
             self._entries[key] = value
             self.stats.computes += 1
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            self._evict()
             del self._pending[key]
         event.set()
         return value

@@ -50,6 +50,15 @@ def clip_from_frames(frames: torch.Tensor, props: list[dict] | None = None) -> v
     return core.std.ModifyFrame(blank, blank, fill)
 
 
+def wait_for_stream(device: torch.device) -> None:
+    """Block until the work queued so far on ``device``'s current stream is done, sleeping meanwhile
+    (a blocking-sync event: the thread yields its core, which VapourSynth's decoders need, instead
+    of spinning); other streams keep running."""
+    done = torch.cuda.Event(blocking=True)
+    done.record(torch.cuda.current_stream(device))
+    done.synchronize()
+
+
 def _set_props(frame: vs.VideoFrame, props: dict[str, int]) -> None:
     for k, v in props.items():
         frame.props[k] = v
@@ -134,10 +143,9 @@ class KernelIO:
         planes = rgb_to_planes(rgb.to(self.dtype), self.out_pf)
         if self.pinned:
             hosts = [torch.empty(p.shape, dtype=p.dtype, pin_memory=True).copy_(p, non_blocking=True) for p in planes]
-            done = torch.cuda.Event()
-            done.record(torch.cuda.current_stream(self.device))
-            done.synchronize()  # this request's stream only: other streams keep running
+            wait_for_stream(self.device)
         else:
+            wait_for_stream(self.device)  # the GPU's work done, so the copies below do not spin either
             hosts = [p.cpu() for p in planes]
         for p, host in enumerate(hosts):
             np.copyto(np.asarray(frame[p]), host.numpy())

@@ -2,14 +2,18 @@
 
 A replay launches the whole captured sequence of kernels (for EDVR's per-window
 network: a few hundred) with one call, so the host no longer pays Python and
-dispatcher time per kernel. Each captured graph owns static input buffers, a
-private memory pool for its intermediates and a static output:
+dispatcher time per kernel. Each captured graph owns static input buffers and a static
+output; its intermediates live in its stream's memory pool:
 
 - a call fills the static inputs (``fill`` writes into them), replays, and returns a
   copy of the output, all enqueued on the caller's current stream while holding
   the graph's lock, so two threads never interleave their use of one graph;
 - graphs are keyed by stream as well as by shapes: work on different streams never
   shares buffers, so streams overlap freely (at the cost of one graph per stream);
+- the graphs of one stream share one memory pool (``torch.cuda.graph_pool_handle``): they
+  replay in that stream's order, never at once, so one graph's intermediates may reuse
+  another's, and a new tile shape costs its static buffers, not a new pool;
+- capture runs with the cache's device current, whichever device the calling thread had;
 - capture uses ``capture_error_mode="thread_local"``: other threads keep running
   their own CUDA work meanwhile. Captures are serialised process-wide (torch captures on
   one shared stream).
@@ -49,6 +53,7 @@ class GraphCache:
                  device: torch.device) -> None:
         self.net, self.alloc, self.device = net, alloc, device
         self._graphs: dict[tuple, _Captured] = {}
+        self._pools: dict[int, object] = {}  # stream → the memory pool its graphs share
 
     def __len__(self) -> int:
         return len(self._graphs)
@@ -57,6 +62,7 @@ class GraphCache:
         """Forget every graph (their memory pools are freed once unreferenced)."""
         with _CAPTURE_LOCK:
             self._graphs.clear()
+            self._pools.clear()
 
     def __call__(self, shapes: list[torch.Size], fill: Callable[[list[torch.Tensor]], object]) -> torch.Tensor:
         stream = torch.cuda.current_stream(self.device)
@@ -72,17 +78,19 @@ class GraphCache:
 
     def _capture(self, key: tuple, shapes: list[torch.Size], fill: Callable[[list[torch.Tensor]], object],
                  stream: torch.cuda.Stream) -> _Captured:
-        inputs = [self.alloc(s) for s in shapes]
-        fill(inputs)
-        # Warm-up outside the capture: compiles kernels and settles cuDNN/cuBLAS choices.
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(stream)
-        with torch.cuda.stream(side), torch.inference_mode():
-            self.net(*inputs)
-        stream.wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"), torch.inference_mode():
-            output = self.net(*inputs)
+        with torch.cuda.device(self.device):
+            inputs = [self.alloc(s) for s in shapes]
+            fill(inputs)
+            # Warm-up outside the capture: compiles kernels and settles cuDNN/cuBLAS choices.
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(stream)
+            with torch.cuda.stream(side), torch.inference_mode():
+                self.net(*inputs)
+            stream.wait_stream(side)
+            pool = self._pools.setdefault(stream.cuda_stream, torch.cuda.graph_pool_handle())
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"), torch.inference_mode():
+                output = self.net(*inputs)
         captured = _Captured(graph, inputs, output)
         self._graphs[key] = captured
         return captured

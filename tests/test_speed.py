@@ -130,13 +130,30 @@ class FakeGraph:
 
 
 @contextlib.contextmanager
-def fake_capture(graph: FakeGraph, capture_error_mode: str):
+def fake_capture(graph: FakeGraph, pool: object, capture_error_mode: str):
     assert capture_error_mode == "thread_local"
     FakeGraph.capturing = graph
+    graph.pool = pool
+    graph.device = FakeDevice.current
     try:
         yield
     finally:
         FakeGraph.capturing = None
+
+
+class FakeDevice:
+    """``torch.cuda.device(d)``: makes d current for the block."""
+
+    current: object = "the thread's own"
+
+    def __init__(self, device: object) -> None:
+        self.device = device
+
+    def __enter__(self) -> None:
+        self.saved, FakeDevice.current = FakeDevice.current, self.device
+
+    def __exit__(self, *exc: object) -> None:
+        FakeDevice.current = self.saved
 
 
 def test_graph_cache_bookkeeping(monkeypatch):
@@ -148,25 +165,31 @@ def test_graph_cache_bookkeeping(monkeypatch):
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
     monkeypatch.setattr(torch.cuda, "graph", fake_capture)
+    monkeypatch.setattr(torch.cuda, "device", FakeDevice)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", object)  # a new, distinct handle per call
     calls = []
+    captured = []
 
     def net(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         calls.append(FakeGraph.capturing is not None)
         out = a @ b + 1
         graph = FakeGraph.capturing
         if graph is not None:
+            captured.append(graph)
+
             def body():
                 with torch.inference_mode():
                     torch.matmul(a, b, out=out).add_(1)
             graph.body = body
         return out
 
-    graphs = GraphCache(net, lambda shape: torch.empty(shape), torch.device("cuda"))
-    shapes = [torch.Size((6, 5)), torch.Size((5, 4))]
+    device = torch.device("cuda", 1)
+    graphs = GraphCache(net, lambda shape: torch.empty(shape), device)
 
-    def run(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(seed: int, rows: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
-        a, b = torch.randn(6, 5, generator=g), torch.randn(5, 4, generator=g)
+        a, b = torch.randn(rows, 5, generator=g), torch.randn(5, 4, generator=g)
+        shapes = [torch.Size((rows, 5)), torch.Size((5, 4))]
         with torch.inference_mode():
             got = graphs(shapes, lambda bufs: [torch.cat([x], out=o) for o, x in zip(bufs, (a, b))])
         return got, a @ b + 1
@@ -185,9 +208,12 @@ def test_graph_cache_bookkeeping(monkeypatch):
                 torch.testing.assert_close(got, want)
     assert len(graphs) == 1
 
-    local.stream = FakeStream(7)  # another stream: its own graph and buffers
+    torch.testing.assert_close(*run(6, rows=3))  # another shape on the same stream: its own graph, same pool
+    local.stream = FakeStream(7)  # another stream: its own graph, buffers and pool
     torch.testing.assert_close(*run(5))
-    assert len(graphs) == 2 and calls.count(True) == 2
+    assert len(graphs) == 3 and calls.count(True) == 3
+    assert captured[0].pool is captured[1].pool and captured[2].pool is not captured[0].pool
+    assert all(g.device == device for g in captured)  # captured with the cache's device current
     graphs.clear()
     assert len(graphs) == 0
 
