@@ -165,7 +165,7 @@ def test_streaming_computes_each_frame_once(tiny_weights, real):
 def test_cached_features_equal_fresh(tiny_weights, real):
     out, engine = edvr_with_engine(clip_from_frames(real[:5]), weights=tiny_weights, device="cpu")
     out.get_frame(2)
-    cached = engine.frame_cache.get((0, 3), lambda: pytest.fail("frame 3 should be cached"))
+    cached = engine.frame_cache.get((0, 0, 3), lambda: pytest.fail("frame 3 should be cached"))  # (plan, tile, frame)
     fresh = engine.frame_features(real[3], engine.tiles[0])
     pairs = list(zip(cached.features.tensors(), fresh.features.tensors()))
     assert len(pairs) == 10  # the frame, its 3 feature levels, 3 neighbour and 3 reference halves
