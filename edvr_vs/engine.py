@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from edvr_vs.frame_cache import FrameCache
 from edvr_vs.graphs import GraphCache
+from edvr_vs.numerics import numerics
 from edvr_vs.nn.edvr import EDVR, FrameFeatures, WindowInputs
 from edvr_vs.speed import Speed
 
@@ -222,7 +223,7 @@ class Engine:
         while True:
             plan = self.plan
             try:
-                with self._cpu_turn:
+                with self._cpu_turn, numerics(self.device, self.dtype):
                     return self._restore(plan, window, center, rgb)
             except torch.cuda.OutOfMemoryError:
                 if not self._relieve(plan):

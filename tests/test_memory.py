@@ -4,6 +4,7 @@ uploaded once per request, and host waits sleep."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -12,6 +13,7 @@ import vapoursynth as vs
 
 from edvr_vs import frame_io
 from edvr_vs.engine import CACHE_MEMORY_FRACTION, MIN_TILE, cache_frames_for
+from edvr_vs.numerics import ieee_fp32, numerics
 from edvr_vs.filter import edvr, edvr_with_engine
 from edvr_vs.frame_io import clip_from_frames, frame_tensor
 from edvr_vs.window import window_indices
@@ -173,3 +175,28 @@ def test_host_waits_sleep(monkeypatch):
     (event,) = made
     assert event.kwargs == {"blocking": True}
     assert event.steps == [("record", ("stream of", torch.device("cuda", 1))), "synchronize"]
+
+
+def test_fp32_on_cuda_means_ieee_and_the_process_keeps_its_switches():
+    b = torch.backends
+    before = (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision)
+    assert isinstance(numerics(torch.device("cpu"), torch.float32), contextlib.nullcontext)
+    assert isinstance(numerics(torch.device("cuda"), torch.float16), contextlib.nullcontext)
+    inside, entered, release = [], threading.Event(), threading.Event()
+
+    def other_request() -> None:
+        with numerics(torch.device("cuda"), torch.float32):
+            entered.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=other_request)
+    with ieee_fp32():
+        inside.append((b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision))
+        thread.start()
+        entered.wait(5)
+    inside.append((b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision))  # the other block still runs
+    release.set()
+    thread.join(5)
+    assert inside == [("ieee", "ieee"), ("ieee", "ieee")]
+    assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == before  # put back when the last ends
+    assert isinstance(b.cudnn.allow_tf32, bool)  # and torch's legacy view of it still reads

@@ -42,3 +42,13 @@ def test_bench_refuses_unknown_switch():
     res = subprocess.run([sys.executable, "scripts/bench.py", "--device", "cpu", "--set", "turbo=true"],
                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert res.returncode != 0 and "bench: --set: unknown switch 'turbo'" in res.stderr
+
+
+def test_frame_bytes_is_the_memory_model():
+    out = run_json("scripts/frame_bytes.py", "--models", "M", "L", "--sizes", "540x960", "--precisions", "fp16")
+    rows = {r["model"]: r for r in out["rows"]}
+    for name, feat in (("EDVR-M", 64), ("EDVR-L", 128)):
+        pixels = 540 * 960  # multiples of 4 already; levels of 1, 1/4, 1/16 of the pixels
+        values = 3 * pixels + 3 * feat * (pixels + pixels // 4 + pixels // 16)
+        assert rows[name]["frame_bytes"] == 2 * values and rows[name]["window_mib"] == round(5 * 2 * values / 2 ** 20, 1)
+    assert rows["EDVR-M"]["frame_bytes"] == 264_384_000
