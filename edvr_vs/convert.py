@@ -87,8 +87,9 @@ def planes_to_rgb(planes: list[torch.Tensor], pf: PlaneFormat, dtype: torch.dtyp
     ys, yo, cs, co = pf.normalisation()
     kr, kb = pf.kr_kb
     sx, sy = pf.shifts
+    sample = SAMPLE_TORCH[pf.sample]
     launch("convert.cu", f"planes_{pf.sample}_to_rgb_{DTYPE_SUFFIX[dtype]}", h * w, [*planes, rgb],
-           [w, h, pf.ssw, pf.ssh, int(pf.is_yuv)], floats=[sx, sy, ys, yo, cs, co, kr, kb])
+           [sample] * 3 + [dtype], [w, h, pf.ssw, pf.ssh, int(pf.is_yuv)], floats=[sx, sy, ys, yo, cs, co, kr, kb])
     return rgb
 
 
@@ -100,10 +101,11 @@ def rgb_to_planes(rgb: torch.Tensor, pf: PlaneFormat) -> list[torch.Tensor]:
     ys, yo, cs, co, peak = pf.quantisation()
     kr, kb = pf.kr_kb
     name = f"rgb_{DTYPE_SUFFIX[rgb.dtype]}_to_planes_{pf.sample}"
-    launch("convert.cu", name + "_luma", h * w, [rgb, *planes], [w, h, pf.ssw, pf.ssh, int(pf.is_yuv)],
-           floats=[ys, yo, cs, co, peak, kr, kb])
+    sample = SAMPLE_TORCH[pf.sample]
+    launch("convert.cu", name + "_luma", h * w, [rgb, *planes], [rgb.dtype] + [sample] * 3,
+           [w, h, pf.ssw, pf.ssh, int(pf.is_yuv)], floats=[ys, yo, cs, co, peak, kr, kb])
     if pf.is_yuv and (pf.ssw or pf.ssh):
         sx, sy = pf.shifts
         launch("convert.cu", name + "_chroma", (h >> pf.ssh) * (w >> pf.ssw), [rgb, planes[1], planes[2]],
-               [w, h, pf.ssw, pf.ssh], floats=[sx, sy, cs, co, peak, kr, kb])
+               [rgb.dtype, sample, sample], [w, h, pf.ssw, pf.ssh], floats=[sx, sy, cs, co, peak, kr, kb])
     return planes

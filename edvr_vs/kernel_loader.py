@@ -6,9 +6,8 @@ sampling, ``convert.py`` for frame conversion.)
   and are read from there.
 - Compiled modules are cached per (source text, options, device architecture), in
   memory here and on disk by CuPy, so a changed source or macro recompiles.
-- Kernels run on torch's current CUDA stream; tensors pass zero-copy through DLPack
-  (no host synchronisation). fp16/bf16 tensors travel as int16 views, since CuPy
-  has no bfloat16 dtype; the kernels read the bits as ``__half``/``__nv_bfloat16``.
+- Kernels run on torch's current CUDA stream; tensors pass as raw device pointers after their
+  device, dtype and contiguity are checked (``kernel_args``): no copy, no host synchronisation.
 - A compile error raises ``KernelCompileError`` carrying NVRTC's log.
 """
 
@@ -18,6 +17,7 @@ import functools
 import importlib.resources
 from pathlib import Path
 
+import numpy as np
 import torch
 
 SOURCE_PACKAGE = "edvr_vs.kernels"
@@ -86,28 +86,41 @@ def _function(name: str, entry: str, index: int, defines: tuple[tuple[str, int],
     return _module(read_source(name), compile_options(name, dict(defines)), f"sm_{major}{minor}").get_function(entry)
 
 
-def _dl(t: torch.Tensor):
-    import cupy
+def kernel_args(tensors: list[torch.Tensor], dtypes: list[torch.dtype], index: int, ints: list[int],
+                floats: list[float]) -> list[object]:
+    """A launch's arguments: each tensor as its raw device pointer (after checking that it is a contiguous
+    CUDA tensor on device ``index`` with the dtype the kernel reads), then ``ints`` as int32 and ``floats``
+    as float32. Raw pointers, not DLPack: no event recorded and waited on per tensor per launch, and no
+    dependence on CuPy's own stream settings."""
+    if len(tensors) != len(dtypes):
+        raise ValueError(f"kernel_args: {len(tensors)} tensors but {len(dtypes)} dtypes")
+    args: list[object] = []
+    for k, (t, dtype) in enumerate(zip(tensors, dtypes)):
+        if t.device.type != "cuda" or t.device.index != index:
+            raise ValueError(f"kernel argument {k}: on {t.device}, the launch is on cuda:{index}")
+        if t.dtype != dtype:
+            raise ValueError(f"kernel argument {k}: dtype {t.dtype}, the kernel reads {dtype}")
+        if not t.is_contiguous():
+            raise ValueError(f"kernel argument {k}: not contiguous (strides {t.stride()} for shape {tuple(t.shape)})")
+        args.append(np.uint64(t.data_ptr()))
+    return args + [np.int32(i) for i in ints] + [np.float32(f) for f in floats]
 
-    if t.dtype in (torch.float16, torch.bfloat16, torch.uint16):
-        t = t.view(torch.int16)
-    return cupy.from_dlpack(t)
 
+def launch(name: str, entry: str, total: int, tensors: list[torch.Tensor], dtypes: list[torch.dtype],
+           ints: list[int], defines: dict[str, int] | None = None, floats: list[float] = ()) -> None:
+    """Run ``entry`` with one thread per item (``total``) on torch's current stream of the tensors' device.
 
-def launch(name: str, entry: str, total: int, tensors: list[torch.Tensor], ints: list[int],
-           defines: dict[str, int] | None = None, floats: list[float] = ()) -> None:
-    """Run ``entry`` with one thread per item (``total``) on torch's current stream.
-
-    Arguments are passed as: the tensors (pointers), then ``ints`` (int32), then ``floats`` (float32).
+    ``tensors`` (with the ``dtypes`` the kernel reads them as) are passed as pointers, then ``ints``
+    (int32), then ``floats`` (float32); see ``kernel_args``.
     """
     import cupy
 
     device = tensors[0].device
     index = device.index if device.index is not None else torch.cuda.current_device()
+    args = kernel_args(tensors, dtypes, index, ints, list(floats))
     fn = get_function(name, entry, torch.device("cuda", index), defines)
     stream = torch.cuda.current_stream(index)
-    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
-        args = [_dl(t) for t in tensors] + [cupy.int32(i) for i in ints] + [cupy.float32(f) for f in floats]
-        blocks = (total + THREADS - 1) // THREADS
-        if blocks:
+    blocks = (total + THREADS - 1) // THREADS
+    if blocks:
+        with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
             fn((blocks,), (THREADS,), tuple(args))

@@ -133,7 +133,7 @@ def sample_columns_cuda(
     mask = mask.to(x.dtype).contiguous()
     cols = torch.empty(b, c * kh * kw, ho * wo, device=x.device, dtype=x.dtype)
     launch("deform_sample.cu", f"deform_sample_{DTYPE_SUFFIX[x.dtype]}", b * g * ho * wo, [x, offset, mask, cols],
-           [b, h, w, c, ho, wo, g, kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]])
+           [x.dtype] * 4, [b, h, w, c, ho, wo, g, kh, kw, *stride, *padding, *dilation])
     return cols
 
 
