@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from edvr_vs.frame_cache import FrameCache
 from edvr_vs.graphs import GraphCache
 from edvr_vs.numerics import numerics
+from edvr_vs.selfcheck import KernelCheck, check_deform_sample
 from edvr_vs.nn.edvr import EDVR, FrameFeatures, WindowInputs
 from edvr_vs.speed import Speed
 
@@ -115,6 +116,10 @@ class Engine:
         self.memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
         self.model = model.to(device=device, dtype=self.dtype, memory_format=self.memory_format).eval()
         self.model.set_dcn(check_offsets=speed.check_offsets)
+        # Which path each CUDA kernel takes here (edvr_vs.selfcheck); the filter adds its frame I/O's.
+        self.kernel_checks: list[KernelCheck] = []
+        if device.type == "cuda":
+            self.use_kernel_check(check_deform_sample(device, self.dtype))
         self.cfg = model.config
         self.width, self.height = width, height
         self.tile_overlap = tile_overlap
@@ -137,6 +142,12 @@ class Engine:
     @property
     def tiles(self) -> tuple[Tile, ...]:
         return self.plan.tiles
+
+    def use_kernel_check(self, check: KernelCheck) -> None:
+        """Record a kernel's self-check; a failed deformable-sampling kernel gives way to torch's sampling."""
+        self.kernel_checks.append(check)
+        if check.kernel == "deform_sample" and not check.ok:
+            self.model.set_dcn(backend="torch")
 
     # ---- per frame --------------------------------------------------------------------------
     def _pad(self, x: torch.Tensor) -> torch.Tensor:

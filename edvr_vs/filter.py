@@ -282,8 +282,10 @@ def _build(clip: vs.VideoNode, net: EDVR, opts: Options) -> tuple[vs.VideoNode, 
     engine = Engine(net, opts.device, opts.precision, width=clip.width, height=clip.height, tile=opts.tile,
                     tile_overlap=opts.tile_overlap, cache_frames=2 * radius + 1 + 2 * core.num_threads,
                     speed=opts.speed)
-    io = frame_io_for(clip, fmt=opts.format, matrix=opts.matrix, device=opts.device, dtype=engine.dtype,
-                      pinned_memory=opts.speed.pinned_memory)
+    io, checks = frame_io_for(clip, fmt=opts.format, matrix=opts.matrix, device=opts.device, dtype=engine.dtype,
+                              pinned_memory=opts.speed.pinned_memory)
+    for check in checks:
+        engine.use_kernel_check(check)
     windows = splice_windows(io.source, radius, padding)
     blank = io.blank(clip.width * cfg.scale, clip.height * cfg.scale)
 

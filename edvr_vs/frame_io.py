@@ -22,6 +22,7 @@ import vapoursynth as vs
 
 from edvr_vs.colour import Colour, clip_colour, frame_colour, from_rgbs, to_rgbs
 from edvr_vs.convert import SAMPLE_TORCH, PlaneFormat, planes_to_rgb, rgb_to_planes
+from edvr_vs.selfcheck import KernelCheck, check_planes_to_rgb, check_rgb_to_planes
 
 core = vs.core
 
@@ -162,8 +163,15 @@ def _plane_format(fmt: vs.VideoFormat, colour: Colour) -> PlaneFormat:
 
 
 def frame_io_for(clip: vs.VideoNode, *, fmt: vs.VideoFormat, matrix: int | None, device: torch.device,
-                 dtype: torch.dtype, pinned_memory: bool) -> FrameIO:
-    """The frame I/O for ``device``: ``KernelIO`` on CUDA, ``ZimgIO`` elsewhere."""
-    if device.type == "cuda":
-        return KernelIO(clip, fmt, matrix, device, dtype, pinned_memory)
-    return ZimgIO(clip, fmt, matrix)
+                 dtype: torch.dtype, pinned_memory: bool) -> tuple[FrameIO, list[KernelCheck]]:
+    """The frame I/O for ``device`` and the self-checks it rests on: ``KernelIO`` on CUDA when both
+    conversion kernels pass theirs for these formats (``edvr_vs.selfcheck``), else ``ZimgIO``."""
+    if device.type != "cuda":
+        return ZimgIO(clip, fmt, matrix), []
+    io = KernelIO(clip, fmt, matrix, device, dtype, pinned_memory)
+    colour = clip_colour(clip, matrix)
+    checks = [check_planes_to_rgb(clip.format, colour, device, io.dtype),
+              check_rgb_to_planes(fmt, colour, device, io.dtype)]
+    if all(c.ok for c in checks):
+        return io, checks
+    return ZimgIO(clip, fmt, matrix), checks
