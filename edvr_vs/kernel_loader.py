@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +31,27 @@ class KernelCompileError(RuntimeError):
     """NVRTC rejected a kernel source; the message holds the compiler's log."""
 
 
+def source_root() -> Traversable:
+    """Where the ``.cu`` files are: the installed package ``edvr_vs.kernels``, or, when ``edvr_vs`` is
+    imported from a source checkout (``PYTHONPATH=<repo>``, as ``scripts/gpu_check.sh`` does), the
+    checkout's top-level ``kernels/`` folder beside ``edvr_vs/``."""
+    try:
+        return importlib.resources.files(SOURCE_PACKAGE)
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[1] / "kernels"
+        if not checkout.is_dir():
+            raise
+        return checkout
+
+
 def source_names() -> list[str]:
     """Every ``.cu`` file shipped with the package."""
-    root = importlib.resources.files(SOURCE_PACKAGE)
-    return sorted(p.name for p in root.iterdir() if p.name.endswith(".cu"))
+    return sorted(p.name for p in source_root().iterdir() if p.name.endswith(".cu"))
 
 
 @functools.lru_cache(maxsize=None)
 def read_source(name: str) -> str:
-    return importlib.resources.files(SOURCE_PACKAGE).joinpath(name).read_text()
+    return source_root().joinpath(name).read_text()
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU test (pytest -m cuda), the DCN micro-benchmark and the speed benchmark of issue #7 (EDVR-M
+# edvr-vs doctor --json (each kernel's self-check on every GPU), every GPU test (pytest -m cuda), the DCN micro-benchmark and the speed benchmark of issue #7 (EDVR-M
 # and EDVR-L at 180x320 and 270x480 input, fp32/fp16/bf16, each switch flipped) on a CUDA machine;
 # writes a JSON report.
 #
@@ -20,6 +20,9 @@ fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA device: nothing to check")' || exit 1
 cd "$REPO"
+# First contact: every kernel's self-check on every GPU, versions and a short benchmark (edvr-vs doctor).
+"$PY" -m edvr_vs doctor --json --seconds 5 > "$WORK/doctor.json"
+DOCTOR_RC=$?
 "$PY" -m pytest -q -m cuda -p no:cacheprovider --junitxml "$WORK/junit.xml" tests 2>&1 | tee "$WORK/pytest.log"
 TESTS_RC=${PIPESTATUS[0]}
 "$PY" scripts/bench_dcn.py > "$WORK/bench_dcn.json"
@@ -28,18 +31,23 @@ BENCH_RC=$?
 "$PY" scripts/bench.py ${BENCH_ARGS:---models M L --sizes 180x320 270x480 --precisions fp32 fp16 bf16 \
     --frames 60 --reference-frames 8 --ablation} > "$WORK/bench.json"
 EDVR_RC=$?
-"$PY" - "$WORK" "$REPORT" "$TESTS_RC" "$BENCH_RC" "$EDVR_RC" <<'PYEOF'
+"$PY" - "$WORK" "$REPORT" "$TESTS_RC" "$BENCH_RC" "$EDVR_RC" "$DOCTOR_RC" <<'PYEOF'
 import json, sys, xml.etree.ElementTree as ET
 work, report = sys.argv[1], sys.argv[2]
-tests_rc, bench_rc, edvr_rc = (int(v) for v in sys.argv[3:6])
+tests_rc, bench_rc, edvr_rc, doctor_rc = (int(v) for v in sys.argv[3:7])
 suite = ET.parse(f"{work}/junit.xml").getroot().find("testsuite")
 failures = [tc.get("classname") + "::" + tc.get("name") for tc in suite.iter("testcase")
             if tc.find("failure") is not None or tc.find("error") is not None]
-out = {"tests": {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")},
+try:
+    doctor = json.load(open(f"{work}/doctor.json"))
+except ValueError as e:
+    doctor = {"error": f"no JSON ({e})"}
+out = {"doctor": doctor | {"exit": doctor_rc},
+       "tests": {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")},
        "failed": failures, "pytest_exit": tests_rc,
        "bench_dcn": json.load(open(f"{work}/bench_dcn.json")) if bench_rc == 0 else {"error": bench_rc},
        "bench": json.load(open(f"{work}/bench.json")) if edvr_rc == 0 else {"error": edvr_rc}}
 json.dump(out, open(report, "w"), indent=1)
 print(json.dumps(out["tests"]), "->", report)
 PYEOF
-[ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ] && [ "$EDVR_RC" -eq 0 ]
+[ "$DOCTOR_RC" -eq 0 ] && [ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ] && [ "$EDVR_RC" -eq 0 ]

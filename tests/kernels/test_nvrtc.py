@@ -45,3 +45,19 @@ def test_compile_error_surfaces_the_log():
         nvrtc.compileProgram(prog, ["--gpu-architecture=compute_80"])
     assert "undefined_thing" in nvrtc.getProgramLog(prog)
     nvrtc.destroyProgram(prog)
+
+
+def test_sources_found_in_a_source_checkout(monkeypatch):
+    """Imported from the repository (PYTHONPATH=<repo>, no install), the sources come from kernels/."""
+    import importlib.resources
+
+    from edvr_vs import kernel_loader
+
+    def not_installed(package: str):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    installed = sorted(source_names())
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    root = kernel_loader.source_root()
+    assert root == kernel_loader.Path(kernel_loader.__file__).resolve().parents[1] / "kernels"
+    assert source_names() == installed and "deform_sample.cu" in installed
