@@ -114,8 +114,8 @@ def benchmark(device: torch.device, model: str | None, seconds: float) -> dict[s
         t2 = time.perf_counter()
         row |= {"output": f"{out.width}x{out.height}", "first_frame_s": round(t1 - t0, 3), "frames": done,
                 "fps": round((done - 1) / (t2 - t1), 3) if done > 1 else round(1 / (t1 - t0), 3)}
-    except vs.Error as e:
-        row["error"] = str(e)
+    except Exception as e:  # noqa: BLE001 - the report says what failed instead of dying without JSON
+        row["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, vs.Error) else str(e)
     return row
 
 

@@ -82,6 +82,12 @@ class TilePlan:
     evicted: bool = False  # the frame cache is already down to one window per tile
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """CUDA ran out of memory: torch's allocator, or a library's workspace (cuDNN, cuBLAS)."""
+    text = str(e)
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in text or "ALLOC_FAILED" in text
+
+
 def cache_frames_for(per_frame_bytes: int, free_bytes: int, tiles: int, window: int, wanted: int) -> int:
     """Frames per tile the frame cache may hold on CUDA: as many of ``wanted`` as fit in
     ``CACHE_MEMORY_FRACTION`` of ``free_bytes`` at ``per_frame_bytes`` per tile's frame, never
@@ -236,13 +242,14 @@ class Engine:
             try:
                 with self._cpu_turn, numerics(self.device, self.dtype):
                     return self._restore(plan, window, center, rgb)
-            except torch.cuda.OutOfMemoryError:
-                if not self._relieve(plan):
+            except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
+                if not (is_out_of_memory(e) and self._relieve(plan)):
                     raise
 
     def _relieve(self, plan: TilePlan) -> bool:
         """One step down after running out of memory under ``plan``; False when none is left."""
         with self._lock:
+            self._sized = True  # from now on only the fallback sizes the cache
             if plan is not self.plan:  # another request already relieved this plan
                 return True
             window_cache = self.window_frames * len(plan.tiles)

@@ -119,7 +119,7 @@ class KernelIO:
         colour = clip_colour(clip, matrix)
         is_rgb = fmt.color_family == vs.RGB
         self.out_pf = _plane_format(fmt, colour)
-        self.out_props = ({"_Matrix": int(vs.MATRIX_RGB)} if is_rgb
+        self.out_props = ({"_Matrix": int(vs.MATRIX_RGB), "_Range": int(vs.RANGE_FULL)} if is_rgb
                           else {"_Matrix": colour.matrix, "_Range": colour.range_prop})
 
     def blank(self, width: int, height: int) -> vs.VideoNode:
@@ -146,7 +146,7 @@ class KernelIO:
             hosts = [torch.empty(p.shape, dtype=p.dtype, pin_memory=True).copy_(p, non_blocking=True) for p in planes]
             wait_for_stream(self.device)
         else:
-            wait_for_stream(self.device)  # the GPU's work done, so the copies below do not spin either
+            wait_for_stream(self.device)  # the conversion done: the copies below wait at most for later work
             hosts = [p.cpu() for p in planes]
         for p, host in enumerate(hosts):
             np.copyto(np.asarray(frame[p]), host.numpy())

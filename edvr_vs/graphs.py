@@ -6,14 +6,16 @@ dispatcher time per kernel. Each captured graph owns static input buffers and a 
 output; its intermediates live in its stream's memory pool:
 
 - a call fills the static inputs (``fill`` writes into them), replays, and returns a
-  copy of the output, all enqueued on the caller's current stream while holding
-  the graph's lock, so two threads never interleave their use of one graph;
+  copy of the output, all enqueued on the caller's current stream while holding its
+  stream's lock, so two threads never interleave their use of one stream's graphs (which
+  share memory, below);
 - graphs are keyed by stream as well as by shapes: work on different streams never
   shares buffers, so streams overlap freely (at the cost of one graph per stream);
 - the graphs of one stream share one memory pool (``torch.cuda.graph_pool_handle``): they
   replay in that stream's order, never at once, so one graph's intermediates may reuse
   another's, and a new tile shape costs its static buffers, not a new pool;
-- capture runs with the cache's device current, whichever device the calling thread had;
+- capture runs on a capture stream of the cache's device with that device current, whichever
+  device the calling thread had;
 - capture uses ``capture_error_mode="thread_local"``: other threads keep running
   their own CUDA work meanwhile. Captures are serialised process-wide (torch captures on
   one shared stream).
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -39,7 +41,7 @@ class _Captured:
     graph: torch.cuda.CUDAGraph
     inputs: list[torch.Tensor]
     output: torch.Tensor
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock  # its stream's: graphs sharing a pool never run interleaved
 
 
 class GraphCache:
@@ -53,7 +55,8 @@ class GraphCache:
                  device: torch.device) -> None:
         self.net, self.alloc, self.device = net, alloc, device
         self._graphs: dict[tuple, _Captured] = {}
-        self._pools: dict[int, object] = {}  # stream → the memory pool its graphs share
+        self._pools: dict[int, tuple[object, threading.Lock]] = {}  # stream → its graphs' pool and lock
+        self._capture_stream: torch.cuda.Stream | None = None
 
     def __len__(self) -> int:
         return len(self._graphs)
@@ -87,10 +90,15 @@ class GraphCache:
             with torch.cuda.stream(side), torch.inference_mode():
                 self.net(*inputs)
             stream.wait_stream(side)
-            pool = self._pools.setdefault(stream.cuda_stream, torch.cuda.graph_pool_handle())
+            pool, lock = self._pools.setdefault(stream.cuda_stream, (torch.cuda.graph_pool_handle(), threading.Lock()))
+            if self._capture_stream is None:
+                self._capture_stream = torch.cuda.Stream(self.device)
+            self._capture_stream.wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"), torch.inference_mode():
+            with (torch.cuda.graph(graph, pool=pool, stream=self._capture_stream, capture_error_mode="thread_local"),
+                  torch.inference_mode()):
                 output = self.net(*inputs)
-        captured = _Captured(graph, inputs, output)
+            stream.wait_stream(self._capture_stream)
+        captured = _Captured(graph, inputs, output, lock)
         self._graphs[key] = captured
         return captured

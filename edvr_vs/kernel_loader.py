@@ -76,12 +76,13 @@ def compile_options(name: str, defines: dict[str, int] | None = None) -> tuple[s
 
 
 @functools.lru_cache(maxsize=None)
-def _module(source: str, options: tuple[str, ...], arch: str):  # -> cupy.RawModule
+def _module(source: str, options: tuple[str, ...], arch: str, index: int):  # -> cupy.RawModule
     import cupy
 
     module = cupy.RawModule(code=source, options=options, backend="nvrtc")
     try:
-        module.compile()
+        with cupy.cuda.Device(index):  # loaded into that device's context, not CuPy's current one
+            module.compile()
     except cupy.cuda.compiler.CompileException as e:
         raise KernelCompileError(f"NVRTC failed for {arch} with {' '.join(options)}:\n{e}") from None
     return module
@@ -96,7 +97,8 @@ def get_function(name: str, entry: str, device: torch.device, defines: dict[str,
 @functools.lru_cache(maxsize=None)
 def _function(name: str, entry: str, index: int, defines: tuple[tuple[str, int], ...]):
     major, minor = torch.cuda.get_device_capability(index)
-    return _module(read_source(name), compile_options(name, dict(defines)), f"sm_{major}{minor}").get_function(entry)
+    return _module(read_source(name), compile_options(name, dict(defines)), f"sm_{major}{minor}",
+                   index).get_function(entry)
 
 
 def kernel_args(tensors: list[torch.Tensor], dtypes: list[torch.dtype], index: int, ints: list[int],
@@ -129,11 +131,20 @@ def launch(name: str, entry: str, total: int, tensors: list[torch.Tensor], dtype
     import cupy
 
     device = tensors[0].device
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
     args = kernel_args(tensors, dtypes, index, ints, list(floats))
     fn = get_function(name, entry, torch.device("cuda", index), defines)
     stream = torch.cuda.current_stream(index)
     blocks = (total + THREADS - 1) // THREADS
     if blocks:
-        with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
+        with cupy.cuda.Device(index), _cupy_stream(stream, index):
             fn((blocks,), (THREADS,), tuple(args))
+
+
+def _cupy_stream(stream: torch.cuda.Stream, index: int):  # -> cupy.cuda.Stream
+    """torch's stream as CuPy's (the CUDA stream protocol where both sides have it)."""
+    import cupy
+
+    if hasattr(stream, "__cuda_stream__") and hasattr(cupy.cuda.Stream, "from_external"):
+        return cupy.cuda.Stream.from_external(stream)
+    return cupy.cuda.ExternalStream(stream.cuda_stream, index)

@@ -16,8 +16,8 @@ import torch
 def _tf32_switches() -> list[tuple[object, str, object]]:
     """(object, attribute, IEEE value) of torch's TF32 switches for cuDNN convolutions and cuBLAS matmuls:
     the per-backend precision API where torch has it (mixing it with the legacy flags raises)."""
-    if hasattr(torch.backends.cudnn, "conv"):
-        return [(torch.backends.cudnn.conv, "fp32_precision", "ieee"),
+    if hasattr(torch.backends.cudnn, "conv"):  # rnn too, so that torch's legacy allow_tf32 still reads
+        return [(torch.backends.cudnn.conv, "fp32_precision", "ieee"), (torch.backends.cudnn.rnn, "fp32_precision", "ieee"),
                 (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
     return [(torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)]
 

@@ -30,8 +30,8 @@ core = vs.core
 # Largest allowed max |kernel − reference| / max |reference| for the sampling, by dtype.
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 # Largest allowed max |kernel − zimg| for conversions: in [0, 1] units for float RGB/planes (by the
-# kernel's RGB dtype), in code values for integer planes.
-CONVERT_TOLERANCE = {torch.float32: 2e-4, torch.float16: 2e-3, "codes": 1.0}
+# kernel's RGB dtype; half-float planes: one fp16 step near 1), in code values for integer planes.
+CONVERT_TOLERANCE = {torch.float32: 2e-4, torch.float16: 2e-3, "half planes": 1e-3, "codes": 1.0}
 DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
@@ -129,12 +129,15 @@ def check_deform_sample(device: torch.device, dtype: torch.dtype) -> KernelCheck
 
 # ---- frame conversion ------------------------------------------------------------------------------
 
-SIZE = (18, 10)  # width, height: even (4:2:0) but no multiple of 4, so edges and odd chroma rows count
+def _size(fmt: vs.VideoFormat) -> tuple[int, int]:
+    """(width, height) of the test frames: chroma planes of 9 × 5 samples (odd, so edges and an odd
+    chroma row count), the luma as subsampling makes it (18 × 10 for 4:2:0, 36 × 5 for 4:1:1)."""
+    return 9 << fmt.subsampling_w, 5 << fmt.subsampling_h
 
 
 def _random_planes(fmt: vs.VideoFormat, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    w, h = SIZE
+    w, h = _size(fmt)
     shapes = [(h, w)] + [(h >> fmt.subsampling_h, w >> fmt.subsampling_w)] * 2
     if fmt.sample_type == vs.INTEGER:
         dtype = np.uint8 if fmt.bytes_per_sample == 1 else np.uint16
@@ -145,7 +148,7 @@ def _random_planes(fmt: vs.VideoFormat, seed: int) -> list[np.ndarray]:
 
 
 def _clip_of(planes: list[np.ndarray], fmt: vs.VideoFormat, props: dict[str, int]) -> vs.VideoNode:
-    blank = core.std.BlankClip(format=fmt.id, width=SIZE[0], height=SIZE[1], length=1)
+    blank = core.std.BlankClip(format=fmt.id, width=planes[0].shape[1], height=planes[0].shape[0], length=1)
 
     def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
         out = f.copy()
@@ -182,18 +185,18 @@ def check_planes_to_rgb(fmt: vs.VideoFormat, colour: Colour, device: torch.devic
 
     def check() -> KernelCheck:
         planes = _random_planes(fmt, 1)
-        ref = _clip_of(planes, fmt, _colour_props(fmt, colour))
-        if fmt.color_family == vs.RGB:
-            ref = core.resize.Point(ref, format=vs.RGBS)
-        else:
-            ref = core.resize.Bilinear(ref, format=vs.RGBS)
 
         def run() -> torch.Tensor:
             up = [torch.from_numpy(np.ascontiguousarray(p)).to(device) for p in planes]
             return planes_to_rgb(up, pf, dtype).flatten()
 
-        return verify("planes_to_rgb", device, name, run, lambda: _planes_of(ref.get_frame(0)),
-                      CONVERT_TOLERANCE[dtype], "zimg", relative=False)
+        def reference() -> torch.Tensor:
+            clip = _clip_of(planes, fmt, _colour_props(fmt, colour))
+            resize = core.resize.Point if fmt.color_family == vs.RGB else core.resize.Bilinear
+            return _planes_of(resize(clip, format=vs.RGBS).get_frame(0))
+
+        return verify("planes_to_rgb", device, name, run, reference, CONVERT_TOLERANCE[dtype], "zimg",
+                      relative=False)
 
     return _once(("planes_to_rgb", str(device), f"{name} {colour}"), check)
 
@@ -205,13 +208,8 @@ def check_rgb_to_planes(fmt: vs.VideoFormat, colour: Colour, device: torch.devic
 
     def check() -> KernelCheck:
         g = torch.Generator().manual_seed(2)
-        rgb = torch.rand(3, SIZE[1], SIZE[0], generator=g).to(dtype)  # what the kernel is given, rounded
-        src = _clip_of([p.float().numpy() for p in rgb], core.get_video_format(vs.RGBS), {})
-        if fmt.color_family == vs.RGB:
-            ref = core.resize.Point(src, format=fmt.id)
-        else:
-            ref = core.resize.Bilinear(src, format=fmt.id, matrix=colour.matrix, range=colour.range_prop,
-                                       chromaloc=colour.chromaloc)
+        w, h = _size(fmt)
+        rgb = torch.rand(3, h, w, generator=g).to(dtype)  # what the kernel is given, rounded
 
         def run() -> torch.Tensor:
             planes = rgb_to_planes(rgb.to(device), pf)
@@ -219,8 +217,17 @@ def check_rgb_to_planes(fmt: vs.VideoFormat, colour: Colour, device: torch.devic
                 planes = [p.view(torch.int16).int() & 0xFFFF for p in planes]
             return torch.cat([p.double().flatten() for p in planes])
 
-        tolerance = CONVERT_TOLERANCE["codes" if fmt.sample_type == vs.INTEGER else dtype]
-        return verify("rgb_to_planes", device, name, run, lambda: _planes_of(ref.get_frame(0)), tolerance, "zimg",
-                      relative=False)
+        def reference() -> torch.Tensor:
+            src = _clip_of([p.float().numpy() for p in rgb], core.get_video_format(vs.RGBS), {})
+            if fmt.color_family == vs.RGB:
+                return _planes_of(core.resize.Point(src, format=fmt.id).get_frame(0))
+            return _planes_of(core.resize.Bilinear(src, format=fmt.id, matrix=colour.matrix, range=colour.range_prop,
+                                                   chromaloc=colour.chromaloc).get_frame(0))
+
+        if fmt.sample_type == vs.INTEGER:
+            tolerance = CONVERT_TOLERANCE["codes"]
+        else:
+            tolerance = CONVERT_TOLERANCE["half planes"] if fmt.bits_per_sample == 16 else CONVERT_TOLERANCE[dtype]
+        return verify("rgb_to_planes", device, name, run, reference, tolerance, "zimg", relative=False)
 
     return _once(("rgb_to_planes", str(device), f"{name} {colour}"), check)

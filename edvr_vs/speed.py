@@ -30,7 +30,7 @@ class Speed:
            "overlap another's", cuda_only=True, minimum=1)
     cuda_graphs: bool = _switch(
         False, "capture the per-window network once per stream and tile shape, then replay it "
-               "(no per-kernel launch cost); each graph keeps its own memory pool", needs_cuda=True)
+               "(no per-kernel launch cost); the graphs of a stream share one memory pool", needs_cuda=True)
     pinned_memory: bool = _switch(
         True, "frames travel through page-locked host buffers (asynchronous upload, direct download)",
         cuda_only=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a CUDA machine: edvr-vs doctor --json (each kernel's self-check on every GPU), every GPU test
-# (pytest -m cuda; the kernel tests again under compute-sanitizer memcheck/racecheck where it exists),
+# (pytest -m cuda; the small kernel tests again under compute-sanitizer memcheck where it exists),
 # the DCN micro-benchmark and the speed benchmark (EDVR-M and EDVR-L at 180x320 and 270x480 input,
 # fp32/fp16/bf16, each switch flipped); writes a JSON report.
 #
@@ -26,17 +26,16 @@ cd "$REPO"
 DOCTOR_RC=$?
 "$PY" -m pytest -q -m cuda -p no:cacheprovider --junitxml "$WORK/junit.xml" tests 2>&1 | tee "$WORK/pytest.log"
 TESTS_RC=${PIPESTATUS[0]}
-# The kernels' GPU tests again under compute-sanitizer (memcheck, racecheck) where the machine has it.
+# The kernels' small GPU tests again under compute-sanitizer's memcheck where the machine has it (the
+# kernels use no shared memory, so racecheck has nothing to find; the 2^31-column launch is left out).
 SANITIZER_RC=0
 : > "$WORK/sanitizer.txt"
 if command -v compute-sanitizer >/dev/null 2>&1; then
-    for tool in memcheck racecheck; do
-        compute-sanitizer --tool "$tool" --error-exitcode 99 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
-            tests/kernels tests/test_cuda_path.py -k "kernel or dcn or launch" > "$WORK/sanitizer_$tool.log" 2>&1
-        rc=$?
-        echo "$tool $rc" >> "$WORK/sanitizer.txt"
-        [ "$rc" -eq 0 ] || SANITIZER_RC=$rc
-    done
+    timeout 600 compute-sanitizer --tool memcheck --error-exitcode 99 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
+        tests/kernels tests/test_cuda_path.py -k "cupy_backend or on_the_gpu or busy_stream or strided or cuda_graph" \
+        > "$WORK/sanitizer_memcheck.log" 2>&1
+    SANITIZER_RC=$?
+    echo "memcheck $SANITIZER_RC" >> "$WORK/sanitizer.txt"
 fi
 "$PY" scripts/bench_dcn.py > "$WORK/bench_dcn.json"
 BENCH_RC=$?
@@ -53,9 +52,12 @@ for line in open(f"{work}/sanitizer.txt"):
     tool, rc = line.split()
     tail = open(f"{work}/sanitizer_{tool}.log").read().splitlines()[-15:]
     sanitizer[tool] = {"exit": int(rc), "tail": tail}
-suite = ET.parse(f"{work}/junit.xml").getroot().find("testsuite")
-failures = [tc.get("classname") + "::" + tc.get("name") for tc in suite.iter("testcase")
-            if tc.find("failure") is not None or tc.find("error") is not None]
+try:
+    suite = ET.parse(f"{work}/junit.xml").getroot().find("testsuite")
+    failures = [tc.get("classname") + "::" + tc.get("name") for tc in suite.iter("testcase")
+                if tc.find("failure") is not None or tc.find("error") is not None]
+except (OSError, ET.ParseError) as e:
+    suite, failures = ET.Element("testsuite"), [f"no JUnit report ({e}); see pytest's output"]
 try:
     doctor = json.load(open(f"{work}/doctor.json"))
 except ValueError as e:

@@ -109,8 +109,8 @@ def test_offsets_unchecked_by_default(clip, tiny_weights):
 # ---- GraphCache's bookkeeping, with a stand-in for CUDA's graph API ------------------------------
 
 class FakeStream:
-    def __init__(self, ptr: int) -> None:
-        self.cuda_stream = ptr
+    def __init__(self, ptr: int, device: object = None) -> None:
+        self.cuda_stream, self.device = ptr, device
 
     def wait_stream(self, other: FakeStream) -> None:
         pass
@@ -130,10 +130,10 @@ class FakeGraph:
 
 
 @contextlib.contextmanager
-def fake_capture(graph: FakeGraph, pool: object, capture_error_mode: str):
+def fake_capture(graph: FakeGraph, pool: object, stream: FakeStream, capture_error_mode: str):
     assert capture_error_mode == "thread_local"
     FakeGraph.capturing = graph
-    graph.pool = pool
+    graph.pool, graph.stream = pool, stream
     graph.device = FakeDevice.current
     try:
         yield
@@ -161,7 +161,7 @@ def test_graph_cache_bookkeeping(monkeypatch):
     threads sharing a graph never see each other's inputs."""
     local = threading.local()
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: getattr(local, "stream", FakeStream(0)))
-    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: FakeStream(99))
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: FakeStream(99, device))
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
     monkeypatch.setattr(torch.cuda, "graph", fake_capture)
@@ -213,7 +213,10 @@ def test_graph_cache_bookkeeping(monkeypatch):
     torch.testing.assert_close(*run(5))
     assert len(graphs) == 3 and calls.count(True) == 3
     assert captured[0].pool is captured[1].pool and captured[2].pool is not captured[0].pool
-    assert all(g.device == device for g in captured)  # captured with the cache's device current
+    assert all(g.device == device for g in captured)  # captured with the cache's device current,
+    assert all(g.stream.device == device for g in captured)  # on a capture stream of that device
+    locks = {k[0]: c.lock for k, c in graphs._graphs.items()}  # one lock per stream: its graphs share memory
+    assert len(set(map(id, locks.values()))) == 2 and len(graphs._graphs) == 3
     graphs.clear()
     assert len(graphs) == 0
 
