@@ -13,7 +13,7 @@ from edvr_vs.filter import edvr, edvr_with_engine
 from edvr_vs.frame_io import clip_from_frames, frame_tensor
 from edvr_vs.nn.dcn import DCNv2Pack, deform_conv2d, sample_columns_cuda, sample_columns_torch
 from edvr_vs.window import window_indices
-from tests.conftest import demo_frames
+from tests.conftest import demo_frames, gpu_memory_cap
 
 pytestmark = pytest.mark.cuda
 core = vs.core
@@ -123,15 +123,10 @@ def test_streams_with_eviction_and_scattered_requests(tiny_weights, cuda_graphs)
 
 def test_out_of_memory_under_concurrent_requests(tiny_weights):
     clip = core.resize.Bicubic(clip_from_frames(demo_frames(8)), 1920, 1088, format=vs.YUV420P8, matrix=1)
-    torch.cuda.empty_cache()
-    total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * 2 ** 30 / total))
-    try:
+    with gpu_memory_cap(3 * 2 ** 29):  # 1.5 GiB
         out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cuda", precision="fp32")
         futures = [out.get_frame_async(n) for n in range(8)]
         got = [luma(f.result()) for f in futures]
-    finally:
-        torch.cuda.set_per_process_memory_fraction(1.0)
     assert len(engine.tiles) > 1 and len(engine.relief_steps) <= 6  # each plan relieved once, not per request
     whole = edvr(clip, weights=tiny_weights, device="cuda", precision="fp32")
     for n in (0, 7):

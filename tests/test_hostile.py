@@ -21,7 +21,7 @@ from edvr_vs import edvr
 from edvr_vs.filter import edvr_with_engine
 from edvr_vs.nn.edvr import EDVR
 from edvr_vs.frame_io import clip_from_frames, frame_tensor
-from tests.conftest import demo_frames, randomize
+from tests.conftest import demo_frames, gpu_memory_cap, randomize
 
 core = vs.core
 
@@ -199,14 +199,9 @@ def test_ctrl_c_during_vspipe_into_ffmpeg(tiny_weights, tmp_path):
 def test_cuda_out_of_memory_falls_back_to_tiles(tiny_weights, capfd):
     """GPU: with too little memory for whole frames, the filter tiles by itself and says so once."""
     clip = core.std.BlankClip(format=vs.YUV420P8, width=1920, height=1088, length=5, color=[100, 120, 140])
-    torch.cuda.empty_cache()
-    total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * 2 ** 30 / total))
-    try:
+    with gpu_memory_cap(3 * 2 ** 29):  # 1.5 GiB
         out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cuda", precision="fp32")
         frames = [out.get_frame(n) for n in range(3)]
-    finally:
-        torch.cuda.set_per_process_memory_fraction(1.0)
     assert len(engine.tiles) > 1
     assert capfd.readouterr().err.count("CUDA ran out of memory") == 1
     assert all(f.width == 7680 for f in frames)
