@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import vapoursynth as vs
 
-from edvr_vs.colour import MATRICES
+from edvr_vs.colour import MATRICES, Colour
 from edvr_vs.kernel_loader import DTYPE_SUFFIX, launch
 
 SAMPLE_TORCH = {"u8": torch.uint8, "u16": torch.uint16, "f16": torch.float16, "f32": torch.float32}
@@ -48,6 +48,13 @@ class PlaneFormat:
         return cls(is_yuv=is_yuv, ssw=fmt.subsampling_w, ssh=fmt.subsampling_h, sample=sample,
                    bits=fmt.bits_per_sample, full_range=(not is_yuv) if full_range is None else full_range,
                    matrix=matrix, chroma_center=chromaloc == 1)
+
+    @classmethod
+    def for_colour(cls, fmt: vs.VideoFormat, colour: Colour) -> PlaneFormat:
+        """``fmt`` with ``colour``'s matrix, range and siting (which RGB has none of)."""
+        if fmt.color_family == vs.RGB:
+            return cls.of(fmt)
+        return cls.of(fmt, matrix=colour.matrix, full_range=colour.full_range, chromaloc=colour.chromaloc)
 
     @property
     def kr_kb(self) -> tuple[float, float]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import vapoursynth as vs
 
-from edvr_vs.colour import Colour, clip_colour, frame_colour, from_rgbs, to_rgbs
+from edvr_vs.colour import clip_colour, frame_colour, from_rgbs, to_rgbs
 from edvr_vs.convert import SAMPLE_TORCH, PlaneFormat, planes_to_rgb, rgb_to_planes
 from edvr_vs.selfcheck import KernelCheck, check_planes_to_rgb, check_rgb_to_planes
 
@@ -116,9 +116,9 @@ class KernelIO:
         self.source, self.fmt, self.matrix, self.device = clip, fmt, matrix, device
         self.dtype = torch.float16 if dtype == torch.float16 else torch.float32
         self.pinned = pinned_memory
-        colour = clip_colour(clip, matrix)
+        self.colour = colour = clip_colour(clip, matrix)  # frame 0's: the output's
         is_rgb = fmt.color_family == vs.RGB
-        self.out_pf = _plane_format(fmt, colour)
+        self.out_pf = PlaneFormat.for_colour(fmt, colour)
         self.out_props = ({"_Matrix": int(vs.MATRIX_RGB), "_Range": int(vs.RANGE_FULL)} if is_rgb
                           else {"_Matrix": colour.matrix, "_Range": colour.range_prop})
 
@@ -136,7 +136,7 @@ class KernelIO:
     def read(self, frame: vs.VideoFrame) -> torch.Tensor:
         fmt = self.source.format
         colour = frame_colour(frame.props, self.source.width, self.source.height, self.matrix)
-        pf = _plane_format(fmt, colour)
+        pf = PlaneFormat.for_colour(fmt, colour)
         planes = [self._upload(np.asarray(frame[p]), SAMPLE_TORCH[pf.sample]) for p in range(3)]
         return planes_to_rgb(planes, pf, self.dtype)
 
@@ -156,11 +156,6 @@ class KernelIO:
         return out
 
 
-def _plane_format(fmt: vs.VideoFormat, colour: Colour) -> PlaneFormat:
-    if fmt.color_family == vs.RGB:
-        return PlaneFormat.of(fmt)
-    return PlaneFormat.of(fmt, matrix=colour.matrix, full_range=colour.full_range, chromaloc=colour.chromaloc)
-
 
 def frame_io_for(clip: vs.VideoNode, *, fmt: vs.VideoFormat, matrix: int | None, device: torch.device,
                  dtype: torch.dtype, pinned_memory: bool) -> tuple[FrameIO, list[KernelCheck]]:
@@ -169,9 +164,8 @@ def frame_io_for(clip: vs.VideoNode, *, fmt: vs.VideoFormat, matrix: int | None,
     if device.type != "cuda":
         return ZimgIO(clip, fmt, matrix), []
     io = KernelIO(clip, fmt, matrix, device, dtype, pinned_memory)
-    colour = clip_colour(clip, matrix)
-    checks = [check_planes_to_rgb(clip.format, colour, device, io.dtype),
-              check_rgb_to_planes(fmt, colour, device, io.dtype)]
+    checks = [check_planes_to_rgb(clip.format, io.colour, device, io.dtype),
+              check_rgb_to_planes(fmt, io.colour, device, io.dtype)]
     if all(c.ok for c in checks):
         return io, checks
     return ZimgIO(clip, fmt, matrix), checks

@@ -161,11 +161,6 @@ def _clip_of(planes: list[np.ndarray], fmt: vs.VideoFormat, props: dict[str, int
     return core.std.ModifyFrame(blank, blank, fill)
 
 
-def _plane_format(fmt: vs.VideoFormat, colour: Colour) -> PlaneFormat:
-    if fmt.color_family == vs.RGB:
-        return PlaneFormat.of(fmt)
-    return PlaneFormat.of(fmt, matrix=colour.matrix, full_range=colour.full_range, chromaloc=colour.chromaloc)
-
 
 def _colour_props(fmt: vs.VideoFormat, colour: Colour) -> dict[str, int]:
     if fmt.color_family == vs.RGB:
@@ -181,7 +176,7 @@ def _planes_of(frame: vs.VideoFrame) -> torch.Tensor:
 def check_planes_to_rgb(fmt: vs.VideoFormat, colour: Colour, device: torch.device, dtype: torch.dtype) -> KernelCheck:
     """Planes of ``fmt`` → RGB (``dtype``) on ``device`` against zimg's RGBS (once per format, colour, dtype)."""
     name = f"{fmt.name}→{DTYPE_NAMES[dtype]}"
-    pf = _plane_format(fmt, colour)
+    pf = PlaneFormat.for_colour(fmt, colour)
 
     def check() -> KernelCheck:
         planes = _random_planes(fmt, 1)
@@ -204,7 +199,7 @@ def check_planes_to_rgb(fmt: vs.VideoFormat, colour: Colour, device: torch.devic
 def check_rgb_to_planes(fmt: vs.VideoFormat, colour: Colour, device: torch.device, dtype: torch.dtype) -> KernelCheck:
     """RGB (``dtype``) on ``device`` → planes of ``fmt`` against zimg (once per format, colour, dtype)."""
     name = f"{DTYPE_NAMES[dtype]}→{fmt.name}"
-    pf = _plane_format(fmt, colour)
+    pf = PlaneFormat.for_colour(fmt, colour)
 
     def check() -> KernelCheck:
         g = torch.Generator().manual_seed(2)

@@ -10,6 +10,7 @@ import vapoursynth as vs
 
 from edvr_vs import selfcheck
 from edvr_vs.colour import Colour
+from edvr_vs.convert import PlaneFormat
 from edvr_vs.engine import Engine
 from edvr_vs.frame_io import KernelIO, ZimgIO, frame_io_for
 from edvr_vs.nn.dcn import DCNv2Pack
@@ -101,7 +102,7 @@ def test_the_conversion_kernels_pass_their_checks_against_zimg(libs, monkeypatch
     if fmt.color_family == vs.YUV:
         wrong = Colour(7 if colour.matrix != 7 else 1, colour.full_range, colour.chromaloc)
         monkeypatch.setattr(selfcheck, "planes_to_rgb", lambda planes, pf, dtype: to_rgb(
-            planes, selfcheck._plane_format(fmt, wrong), dtype))
+            planes, PlaneFormat.for_colour(fmt, wrong), dtype))
         assert not selfcheck.check_planes_to_rgb(fmt, colour, CPU, torch.float32).ok
 
 
