@@ -12,29 +12,16 @@ import os
 import sys
 from pathlib import Path
 
-from edvr_vs.media import ENCODERS, MediaError, encode, open_source
+from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK
+from edvr_vs.job import Job, JobError
+from edvr_vs.media import ENCODERS, MediaError, encode
+from edvr_vs.scenes import DEFAULT_THRESHOLD
 from edvr_vs.speed import Speed, switch_type
 from edvr_vs.train.loop import add_arguments as train_arguments
 
 
 class CliError(Exception):
     """A runtime failure reported as one line on stderr with exit code 1."""
-
-
-def parse_frames(spec: str | None, length: int) -> tuple[int, int]:
-    """``A:B`` (Python slice, either side optional) → (start, stop) within ``length``."""
-    if spec is None:
-        return 0, length
-    try:
-        a, b = spec.split(":")
-        start = int(a) if a else 0
-        stop = int(b) if b else length
-    except ValueError:
-        raise CliError(f"--frames must be A:B (e.g. 0:100 or 50:), got {spec!r}") from None
-    start, stop, _ = slice(start, stop).indices(length)
-    if stop <= start:
-        raise CliError(f"--frames {spec} selects no frames of the {length}-frame input")
-    return start, stop
 
 
 def add_speed_flags(parser: argparse.ArgumentParser) -> None:
@@ -54,28 +41,104 @@ def speed_options(args: argparse.Namespace) -> dict[str, object]:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(Speed) if getattr(args, f.name) is not None}
 
 
+CLUSTER_ONLY = ("min_chunk", "max_chunk", "work_dir", "retries")
+
+
+def job_from(args: argparse.Namespace) -> Job:
+    return Job(input=args.input, frames=args.frames, model=args.model, weights=args.weights,
+               precision=args.precision, tile=args.tile, speed=speed_options(args),
+               scene_threshold=args.scene_threshold, encoder=args.encoder, encoder_args=tuple(args.extra))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import vapoursynth as vs
 
-    import edvr_vs
-
-    clip = open_source(args.input)
-    start, stop = parse_frames(args.frames, clip.num_frames)
-    clip = clip[start:stop]
-    try:
-        out = edvr_vs.edvr(clip, model=args.model, weights=args.weights, device=args.device,
-                           precision=args.precision, tile=args.tile, **speed_options(args))
-    except vs.Error as e:
-        raise CliError(str(e)) from None
+    job = job_from(args)
     output = Path(args.output)
+    if args.workers is not None or args.cluster is not None:
+        return _run_distributed(job, output, args)
+    given = [f"--{k.replace('_', '-')}" for k in CLUSTER_ONLY if getattr(args, k) is not None]
+    if given:
+        raise CliError(f"{', '.join(given)} only apply with --workers or --cluster")
+    out = job.restored(args.device)
+    clip, _ = job.source()
     sys.stderr.write(f"edvr-vs: {args.input} ({clip.width}x{clip.height}, {clip.num_frames} frames) -> "
                      f"{output} ({out.width}x{out.height}, {args.encoder})\n")
     try:
-        encode(out, output, args.encoder, args.extra, audio_from=args.input if start == 0 else None)
+        encode(out, output, job.encoder, list(job.encoder_args), audio_from=job.audio_from())
     except (vs.Error, BrokenPipeError) as e:
         raise CliError(f"processing failed: {e}") from None
     sys.stderr.write(f"edvr-vs: wrote {output}\n")
     return 0
+
+
+def _run_distributed(job: Job, output: Path, args: argparse.Namespace) -> int:
+    from edvr_vs.cluster import ClusterError, run_distributed
+    from edvr_vs.cluster.manifest import ManifestMismatch
+
+    options = {k: getattr(args, k) for k in CLUSTER_ONLY if getattr(args, k) is not None}
+    try:
+        rep = run_distributed(job, output, workers=args.workers, cluster=args.cluster, device=args.device, **options)
+    except (ClusterError, ManifestMismatch) as e:
+        raise CliError(str(e)) from None
+    sys.stderr.write(f"edvr-vs: {rep.chunks} chunks: {rep.reused} from an earlier run, {rep.computed} computed, "
+                     f"{rep.retried} retried; {rep.context_frames} context frames; plan {rep.plan_s:.1f} s, "
+                     f"compute {rep.compute_s:.1f} s, concatenate {rep.concat_s:.1f} s\n")
+    sys.stderr.write(f"edvr-vs: wrote {output}\n")
+    return 0
+
+
+def _threshold(value: str) -> float | None:
+    if value.lower() == "none":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'none', got {value!r}") from None
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return int(value)
+
+
+def _count(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _add_run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("input")
+    run.add_argument("-o", "--output", required=True, help="output file; its extension picks the container")
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--model", help="zoo model name (see `edvr-vs models`); default: the embedded model")
+    src.add_argument("--weights", help="checkpoint path (BasicSR, mmagic or original EDVR layout)")
+    run.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda if available); with --workers/--cluster: "
+                                      "cpu, or cuda for GPU workers only (default: GPUs while they last, then CPU)")
+    run.add_argument("--precision", choices=["fp16", "bf16", "fp32"])
+    run.add_argument("--frames", metavar="A:B", help="only frames A (inclusive) to B (exclusive)")
+    run.add_argument("--tile", type=_tile, metavar="WxH", help="process in tiles of this input size")
+    run.add_argument("--scene-threshold", type=_threshold, default=DEFAULT_THRESHOLD, metavar="T",
+                     help="a scene cut where the mean luma difference to the previous frame exceeds T (0-1; "
+                          f"default {DEFAULT_THRESHOLD}); 'none': only cuts already in the source's props")
+    add_speed_flags(run)
+    run.add_argument("--encoder", default="x265",
+                     help=f"one of {', '.join(ENCODERS)} or any ffmpeg encoder name (default x265)")
+    dist = run.add_argument_group("scale-out on Ray (pip install 'edvr_vs[cluster]')")
+    where = dist.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive, metavar="N",
+                       help="start a local Ray instance with N workers (one per GPU while GPUs last, then CPU)")
+    where.add_argument("--cluster", metavar="ADDRESS",
+                       help="join a running Ray cluster ('auto' or HOST:PORT); default: one worker per GPU")
+    dist.add_argument("--min-chunk", type=_positive, metavar="F",
+                      help=f"merge scenes into chunks of at least F frames (default {MIN_CHUNK})")
+    dist.add_argument("--max-chunk", type=_positive, metavar="F",
+                      help=f"split scenes into chunks of at most F frames (default {MAX_CHUNK})")
+    dist.add_argument("--work-dir", type=Path, metavar="DIR",
+                      help="finished segments and the manifest, kept for a rerun to resume (default OUTPUT.parts)")
+    dist.add_argument("--retries", type=_count, metavar="R", help="attempts per chunk beyond the first (default 3)")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -198,18 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="restore a video file into an encoded file",
                          description="Read INPUT with a VapourSynth source plugin, run EDVR, encode with ffmpeg. "
                                      "Arguments after -- go to the encoder.")
-    run.add_argument("input")
-    run.add_argument("-o", "--output", required=True, help="output file; its extension picks the container")
-    src = run.add_mutually_exclusive_group()
-    src.add_argument("--model", help="zoo model name (see `edvr-vs models`); default: the embedded model")
-    src.add_argument("--weights", help="checkpoint path (BasicSR, mmagic or original EDVR layout)")
-    run.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda if available)")
-    run.add_argument("--precision", choices=["fp16", "bf16", "fp32"])
-    run.add_argument("--frames", metavar="A:B", help="only frames A (inclusive) to B (exclusive)")
-    run.add_argument("--tile", type=_tile, metavar="WxH", help="process in tiles of this input size")
-    add_speed_flags(run)
-    run.add_argument("--encoder", default="x265",
-                     help=f"one of {', '.join(ENCODERS)} or any ffmpeg encoder name (default x265)")
+    _add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
     sub.add_parser("models", help="list the model zoo").set_defaults(func=cmd_models)
@@ -266,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError, MediaError, ZooError) as e:
+    except (CliError, CheckpointError, JobError, MediaError, ZooError) as e:
         sys.stderr.write(f"edvr-vs: error: {e}\n")
         return 1
     except KeyboardInterrupt:

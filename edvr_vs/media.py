@@ -3,6 +3,7 @@
 - ``ffmpeg_exe``: ffmpeg from ``PATH``, else the binary in the imageio-ffmpeg wheel.
 - ``open_source``: any video file through a VapourSynth source plugin from PyPI.
 - ``encode``: a clip piped as y4m into ffmpeg, into a file that appears only when complete.
+- ``concat``: encoded segments joined without re-encoding, with the source's audio.
 - ``read_video`` / ``read_images``: frames as uint8 RGB arrays (t, h, w, 3).
 
 Failures raise ``MediaError`` with a message that names the file or the tool.
@@ -18,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -72,50 +75,95 @@ def open_source(path: str | os.PathLike[str]) -> vs.VideoNode:
     raise MediaError(f"cannot read {path!r}: {'; '.join(errors)}")
 
 
-def _fmt_time(seconds: float) -> str:
+def fmt_time(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], audio_from: str | None = None,
-           label: str = "edvr-vs") -> None:
-    """Pipe ``clip`` as y4m into ffmpeg with ``encoder`` (a name of ``ENCODERS`` or any ffmpeg encoder) and
-    ``extra`` arguments (default: ``DEFAULT_ENCODER_ARGS``), copying the audio of ``audio_from``; progress on
-    stderr. The result appears under ``output`` only when complete; on any failure or interruption nothing
-    is left behind and ffmpeg is killed."""
-    if clip.format.color_family == vs.RGB:
-        clip = core.resize.Bicubic(clip, format=vs.YUV444P10, matrix=1)
-    codec = ENCODERS.get(encoder, encoder)
+def progress_line(total: int, label: str = "edvr-vs") -> Callable[[int, int], None]:
+    """A progress callback that rewrites one stderr line: frames done of ``total``, fps, ETA."""
+    t0 = time.monotonic()
+
+    def show(done: int, _total: int) -> None:
+        elapsed = time.monotonic() - t0
+        fps = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / fps if fps > 0 else 0.0
+        sys.stderr.write(f"\r{label}: {done}/{total} frames, {fps:.2f} fps, ETA {fmt_time(eta)} ")
+        sys.stderr.flush()
+
+    return show
+
+
+def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subprocess.Popen], None] | None = None
+                ) -> None:
+    """Run ffmpeg writing ``cmd``'s last argument in place of ``output``, renamed into place when ffmpeg
+    succeeds; ``feed`` writes its stdin. On any failure or interruption ffmpeg is killed and nothing
+    is left behind."""
     with atomic_output(output) as tmp:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "yuv4mpegpipe", "-i", "-"]
-        if audio_from:
-            cmd += ["-i", audio_from, "-map", "0:v", "-map", "1:a?", "-c:a", "copy"]
-        cmd += ["-c:v", codec, *(extra or DEFAULT_ENCODER_ARGS.get(codec, [])), str(tmp)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
-        t0 = time.monotonic()
-        total = clip.num_frames
-
-        def progress(done: int, _total: int) -> None:
-            elapsed = time.monotonic() - t0
-            fps = done / elapsed if elapsed > 0 else 0.0
-            eta = (total - done) / fps if fps > 0 else 0.0
-            sys.stderr.write(f"\r{label}: {done}/{total} frames, {fps:.2f} fps, ETA {_fmt_time(eta)} ")
-            sys.stderr.flush()
-
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *cmd, str(tmp)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, start_new_session=True)
         try:
-            try:
-                clip.output(proc.stdin, y4m=True, progress_update=progress)
-            finally:
-                proc.stdin.close()
+            if feed:
+                try:
+                    feed(proc)
+                finally:
+                    proc.stdin.close()
             rc = proc.wait()
-            sys.stderr.write("\n")
             if rc != 0:
-                raise MediaError(f"ffmpeg ({codec}) failed with exit code {rc}")
+                raise MediaError(f"ffmpeg ({what}) failed with exit code {rc}")
         except BaseException:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             raise
+
+
+def _audio_args(audio_from: str | None) -> list[str]:
+    """Map input 0's video and, from ``audio_from`` (input 1), every audio stream as it is."""
+    return ["-i", audio_from, "-map", "0:v", "-map", "1:a?", "-c:a", "copy"] if audio_from else ["-map", "0:v"]
+
+
+def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], audio_from: str | None = None,
+           progress: Callable[[int, int], None] | None = None) -> None:
+    """Pipe ``clip`` as y4m into ffmpeg with ``encoder`` (a name of ``ENCODERS`` or any ffmpeg encoder) and
+    ``extra`` arguments (default: ``DEFAULT_ENCODER_ARGS``), copying the audio of ``audio_from``; ``progress``
+    (default: a line on stderr) is called with (frames done, total). The result appears under ``output``
+    only when complete; on any failure or interruption nothing is left behind and ffmpeg is killed."""
+    if clip.format.color_family == vs.RGB:
+        clip = core.resize.Bicubic(clip, format=vs.YUV444P10, matrix=1)
+    codec = ENCODERS.get(encoder, encoder)
+    show = progress or progress_line(clip.num_frames)
+
+    def feed(proc: subprocess.Popen) -> None:
+        clip.output(proc.stdin, y4m=True, progress_update=show)
+
+    cmd = ["-f", "yuv4mpegpipe", "-i", "-", *_audio_args(audio_from),
+           "-c:v", codec, *(extra or DEFAULT_ENCODER_ARGS.get(codec, []))]
+    try:
+        _run_ffmpeg(cmd, Path(output), codec, feed)
+    finally:
+        if progress is None:
+            sys.stderr.write("\n")
+
+
+def concat(segments: list[Path], output: Path, durations: list[Fraction], audio_from: str | None = None) -> None:
+    """Join encoded ``segments`` (same codec and settings, each starting with a key frame; ``durations``
+    in seconds) into ``output`` without re-encoding, with every audio stream of ``audio_from``; the file
+    appears only when complete. Each segment starts where the durations before it end, rounded once
+    to the microsecond, so timestamps come out as those of one encode (segments in NUT keep a time
+    base in which every frame is a whole number of ticks)."""
+    lines, end = [], Fraction(0)
+    for seg, duration in zip(segments, durations, strict=True):
+        start, end = end, end + duration
+        micros = round(end * 1_000_000) - round(start * 1_000_000)
+        quoted = str(Path(seg).resolve()).replace("'", "'\\''")
+        lines.append(f"file '{quoted}'\nduration {micros // 1_000_000}.{micros % 1_000_000:06d}\n")
+    with tempfile.TemporaryDirectory(prefix="edvr_vs-concat-") as tmp:
+        listing = Path(tmp) / "segments.txt"
+        listing.write_text("".join(lines))
+        cmd = ["-f", "concat", "-safe", "0", "-i", str(listing), *_audio_args(audio_from), "-c:v", "copy"]
+        _run_ffmpeg(cmd, Path(output), "concat")
 
 
 def read_video(path: Path, max_frames: int | None = None) -> np.ndarray:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or reuse the virtual environment at <repo>/.venv and install edvr_vs
-# (editable) with its test extras. Sourced by scripts/demo.sh and scripts/test.sh.
+# (editable) with its test and cluster (Ray) extras. Sourced by scripts/demo.sh and scripts/test.sh.
 #
 # The interpreter comes from scripts/find_python.sh. A second run with an unchanged
 # pyproject.toml installs nothing.
@@ -26,7 +26,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "edvr_vs: installing edvr_vs and its dependencies into $VENV (torch is a few GB; minutes on a first run)" >&2
     LOG="$VENV/install.log"
     if ! { "$VENV/bin/python" -m pip install --upgrade pip \
-           && "$VENV/bin/python" -m pip install -e "$REPO[test]"; } >"$LOG" 2>&1; then
+           && "$VENV/bin/python" -m pip install -e "$REPO[test,cluster]"; } >"$LOG" 2>&1; then
         tail -n 30 "$LOG" >&2
         echo "error: installing into $VENV failed; full log: $LOG" >&2
         exit 1

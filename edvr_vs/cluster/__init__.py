@@ -1,0 +1,11 @@
+"""Scale-out on Ray: ``edvr-vs run --workers N`` (a local Ray instance) or ``--cluster ADDRESS``.
+
+``run_distributed(job, output, ...)`` gives the file a single ``edvr-vs run`` would give (the same
+frames, bit for bit, on the same kind of device), computed by many workers. Needs the optional
+``ray`` dependency: ``pip install 'edvr_vs[cluster]'``.
+"""
+
+from edvr_vs.cluster.driver import Report, run_distributed
+from edvr_vs.cluster.session import ClusterError
+
+__all__ = ["ClusterError", "Report", "run_distributed"]

@@ -1,0 +1,78 @@
+"""Ray for ``edvr-vs run --workers/--cluster``: a local instance or an existing cluster, and the
+workers' places (one per GPU while GPUs last, then CPU workers).
+
+The local instance keeps Ray's token authentication on, starts no dashboard, and binds every Ray
+server to the loopback interface (Ray's single-machine mode), so nothing listens beyond localhost.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+EXTRA = "pip install 'edvr_vs[cluster]'"
+
+
+class ClusterError(RuntimeError):
+    """A distributed run that cannot start or finish; the message says why and what to do."""
+
+
+def import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(f"--workers and --cluster need Ray, which is not installed: {EXTRA}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One worker's place: ``"cuda"`` (the GPU Ray assigns it) or ``"cpu"`` with ``threads`` torch threads.
+
+    CPU workers compute with the driver's torch thread count (a single process's, here): torch's CPU
+    kernels round differently with another thread count, and the frames are to equal a single run's.
+    CPU workers on one machine therefore share its cores."""
+
+    device: str
+    threads: int | None = None
+
+    def actor_options(self) -> dict[str, object]:
+        return {"num_gpus": 1, "num_cpus": 1} if self.device == "cuda" else {"num_cpus": 1}
+
+
+def start(cluster: str | None, workers: int | None) -> ModuleType:
+    """Start a local Ray instance (``cluster`` None) sized for ``workers``, or join ``cluster``
+    (``"auto"`` or an address); returns the connected ``ray`` module."""
+    if cluster is None:  # set before Ray is imported: it reads them once
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # single machine: servers on 127.0.0.1
+        options = dict(include_dashboard=False, num_cpus=max(os.cpu_count() or 1, workers or 1))
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        options = dict(address=cluster)
+    ray = import_ray()
+    try:
+        ray.init(log_to_driver=False, logging_level="ERROR", **options)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
+        where = "start a local Ray instance" if cluster is None else f"join the Ray cluster at {cluster!r}"
+        raise ClusterError(f"cannot {where}: {e}") from None
+    return ray
+
+
+def slots(ray: ModuleType, workers: int | None, device: str | None) -> list[Slot]:
+    """The workers to start: ``workers`` of them (default: one per GPU of the cluster, else one CPU
+    worker per node), on GPUs while they last unless ``device`` is ``"cpu"``."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ClusterError(f"--workers must be a positive number, got {workers!r}")
+    if device not in (None, "cpu", "cuda"):
+        raise ClusterError(f"--device with --workers/--cluster must be cpu or cuda (Ray gives each GPU worker "
+                           f"its own GPU), got {device!r}")
+    gpus = 0 if device == "cpu" else int(ray.cluster_resources().get("GPU", 0))
+    count = workers or gpus or len([n for n in ray.nodes() if n.get("Alive")])
+    if device == "cuda" and count > gpus:
+        raise ClusterError(f"--device cuda with {count} workers, but the cluster has {gpus} GPU(s)")
+    on_gpu = min(count, gpus)
+    import torch
+
+    return [Slot("cuda")] * on_gpu + [Slot("cpu", torch.get_num_threads())] * (count - on_gpu)

@@ -1,0 +1,110 @@
+"""What ``edvr-vs run`` computes, in one place, for one process and for a cluster's workers alike.
+
+A ``Job`` names the source, the frame range, the filter's options, the scene-cut rule and the
+encoder. ``Job.restored(device)`` builds the same VapourSynth graph wherever it is called (source →
+scene cuts marked → ``edvr()``), so frames ``[a, b)`` of it equal frames ``[a, b)`` of a whole run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import vapoursynth as vs
+
+from edvr_vs.files import sha256_of
+from edvr_vs.media import open_source
+from edvr_vs.scenes import DEFAULT_THRESHOLD, check_threshold, mark_cuts
+
+
+class JobError(Exception):
+    """A job that cannot run as asked; the message names the option and the value."""
+
+
+def parse_frames(spec: str | None, length: int) -> tuple[int, int]:
+    """``A:B`` (Python slice, either side optional) → (start, stop) within ``length``."""
+    if spec is None:
+        return 0, length
+    try:
+        a, b = spec.split(":")
+        start = int(a) if a else 0
+        stop = int(b) if b else length
+    except ValueError:
+        raise JobError(f"--frames must be A:B (e.g. 0:100 or 50:), got {spec!r}") from None
+    start, stop, _ = slice(start, stop).indices(length)
+    if stop <= start:
+        raise JobError(f"--frames {spec} selects no frames of the {length}-frame input")
+    return start, stop
+
+
+@dataclass(frozen=True)
+class Job:
+    """``edvr-vs run``'s options that decide the output's frames and encoding."""
+
+    input: str
+    frames: str | None = None
+    model: str | None = None
+    weights: str | None = None
+    precision: str | None = None
+    tile: tuple[int, int] | None = None
+    speed: dict[str, object] = field(default_factory=dict)
+    scene_threshold: float | None = DEFAULT_THRESHOLD
+    encoder: str = "x265"
+    encoder_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            check_threshold(self.scene_threshold)
+        except ValueError as e:
+            raise JobError(f"--scene-threshold: {e}") from None
+
+    def source(self) -> tuple[vs.VideoNode, int]:
+        """The selected frames of the input and the index of the first one in the file."""
+        clip = open_source(self.input)
+        start, stop = parse_frames(self.frames, clip.num_frames)
+        return clip[start:stop], start
+
+    def restored(self, device: str | None = None) -> vs.VideoNode:
+        """The output clip: the selected frames with scene cuts marked, through ``edvr()`` on ``device``."""
+        import edvr_vs
+
+        clip, _ = self.source()
+        try:
+            return edvr_vs.edvr(mark_cuts(clip, self.scene_threshold), model=self.model, weights=self.weights,
+                                device=device, precision=self.precision, tile=self.tile, **self.speed)
+        except vs.Error as e:
+            raise JobError(str(e)) from None
+
+    def radius(self) -> int:
+        """N: the model reads frames n−N … n+N for output n (from the zoo, or the checkpoint's tensors)."""
+        from edvr_vs import zoo
+        from edvr_vs.checkpoint import read_checkpoint
+
+        if self.weights:
+            return read_checkpoint(self.weights).config.radius
+        name = self.model or zoo.default_model()
+        if name is None:
+            raise JobError("no default model is shipped with this version; pass --model or --weights")
+        return zoo.entry(name).arch.radius
+
+    def audio_from(self) -> str | None:
+        """The file whose audio the output carries: the input's, when the range starts at its first frame."""
+        _, start = self.source()
+        return self.input if start == 0 else None
+
+    def settings(self) -> dict[str, object]:
+        """Everything but the input that decides the output, as JSON values; weights by their sha256."""
+        out = dataclasses.asdict(self)
+        del out["input"]
+        out["tile"] = list(self.tile) if self.tile else None
+        out["encoder_args"] = list(self.encoder_args)
+        if self.weights:
+            out["weights"] = {"path": os.path.abspath(self.weights), "sha256": sha256_of(self.weights)}
+        return out
+
+    def absolute(self) -> Job:
+        """This job with absolute paths (for workers that do not share the driver's directory)."""
+        return dataclasses.replace(self, input=str(Path(self.input).resolve()),
+                                   weights=str(Path(self.weights).resolve()) if self.weights else None)
