@@ -68,7 +68,8 @@ def plan_chunks(length: int, starts: Sequence[int], radius: int, min_chunk: int 
             groups.append([a, b])
     if len(groups) > 1 and groups[-1][1] - groups[-1][0] < min_chunk and \
             groups[-1][1] - groups[-2][0] <= max_chunk:
-        groups[-2][1] = groups.pop()[1]
+        groups[-2][1] = groups[-1][1]
+        groups.pop()
     cut_set = {0, length, *starts}
     bounds = sorted(cut_set)
 

@@ -127,11 +127,12 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--encoder", default="x265",
                      help=f"one of {', '.join(ENCODERS)} or any ffmpeg encoder name (default x265)")
     dist = run.add_argument_group("scale-out on Ray (pip install 'edvr_vs[cluster]')")
-    where = dist.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive, metavar="N",
-                       help="start a local Ray instance with N workers (one per GPU while GPUs last, then CPU)")
-    where.add_argument("--cluster", metavar="ADDRESS",
-                       help="join a running Ray cluster ('auto' or HOST:PORT); default: one worker per GPU")
+    dist.add_argument("--workers", type=_positive, metavar="N",
+                      help="N workers, one per GPU while GPUs last, then CPU workers; without --cluster on a "
+                           "local Ray instance")
+    dist.add_argument("--cluster", metavar="ADDRESS",
+                      help="join a running Ray cluster ('auto' or HOST:PORT) instead; default --workers: one "
+                           "per GPU of the cluster (one CPU worker per node if it has none)")
     dist.add_argument("--min-chunk", type=_positive, metavar="F",
                       help=f"merge scenes into chunks of at least F frames (default {MIN_CHUNK})")
     dist.add_argument("--max-chunk", type=_positive, metavar="F",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK, Chunk, plan_chunks
+from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK, Chunk, check_sizes, plan_chunks
 from edvr_vs.cluster import session
 from edvr_vs.cluster.manifest import WorkDir, source_identity
 from edvr_vs.cluster.session import ClusterError, Slot
@@ -176,7 +176,7 @@ def _plan(job: Job, work: WorkDir, min_chunk: int, max_chunk: int) -> tuple[list
     return chunks, work.start(source, settings, starts, chunks, earlier)
 
 
-def _compute(ray: ModuleType, pool: _Pool, todo: list[Chunk], work: WorkDir, total: int, done_frames: int,
+def _compute(pool: _Pool, todo: list[Chunk], work: WorkDir, total: int, done_frames: int,
              report: Report) -> None:
     pending = deque(todo)
     t0 = time.monotonic()
@@ -200,36 +200,53 @@ def _compute(ray: ModuleType, pool: _Pool, todo: list[Chunk], work: WorkDir, tot
 def run_distributed(job: Job, output: Path, *, workers: int | None = None, cluster: str | None = None,
                     device: str | None = None, min_chunk: int = MIN_CHUNK, max_chunk: int = MAX_CHUNK,
                     work_dir: Path | None = None, retries: int = RETRIES) -> Report:
-    """Compute ``job`` on Ray workers into ``output``; see the module docstring."""
+    """Compute ``job`` on Ray workers into ``output``; see the module docstring. A run that fails or is
+    interrupted keeps the finished segments for the next run (and removes the folder when there are none)."""
+    session.require_ray()
+    session.check_request(workers, device)
+    try:
+        check_sizes(min_chunk, max_chunk)
+    except ValueError as e:
+        raise ClusterError(str(e)) from None
     job = job.absolute()
     output = Path(output)
     work = WorkDir(Path(work_dir) if work_dir else output.with_name(output.name + ".parts"))
     t0 = time.monotonic()
+    fresh = not work.path.exists()
     try:
         chunks, done = _plan(job, work, min_chunk, max_chunk)
-    except ValueError as e:
-        raise ClusterError(str(e)) from None
-    report = Report(chunks=len(chunks), frames=sum(c.frames for c in chunks),
-                    context_frames=sum(c.context for c in chunks), reused=len(done), plan_s=time.monotonic() - t0)
-    todo = [c for c in chunks if c.index not in done]
-    _say(f"edvr-vs: {report.frames} frames in {len(chunks)} chunks, {len(done)} already done in {work.path}\n")
-    if todo:
-        t1 = time.monotonic()
-        ray = session.start(cluster, workers)
-        try:
-            pool = _Pool(ray, job, session.slots(ray, workers, device), work, retries)
-            try:
-                _compute(ray, pool, todo, work, report.frames, sum(c.frames for c in chunks if c.index in done),
-                         report)
-            finally:
-                pool.stop()
-        finally:
-            ray.shutdown()
-        report.retried = pool.retried
-        report.compute_s = time.monotonic() - t1
+        report = Report(chunks=len(chunks), frames=sum(c.frames for c in chunks),
+                        context_frames=sum(c.context for c in chunks), reused=len(done),
+                        plan_s=time.monotonic() - t0)
+        _say(f"edvr-vs: {report.frames} frames in {len(chunks)} chunks, {len(done)} already done in {work.path}\n")
+        todo = [c for c in chunks if c.index not in done]
+        if todo:
+            t1 = time.monotonic()
+            report.retried = _run_pool(job, todo, work, report, workers, cluster, device, retries,
+                                       sum(c.frames for c in chunks if c.index in done))
+            report.compute_s = time.monotonic() - t1
+    except BaseException:
+        if fresh and not work.manifest.get("done"):
+            shutil.rmtree(work.path, ignore_errors=True)
+        raise
     t2 = time.monotonic()
     fps = job.source()[0].fps
     concat([work.segment(c) for c in chunks], output, [c.frames / fps for c in chunks], job.audio_from())
     report.concat_s = time.monotonic() - t2
     shutil.rmtree(work.path, ignore_errors=True)
     return report
+
+
+def _run_pool(job: Job, todo: list[Chunk], work: WorkDir, report: Report, workers: int | None,
+              cluster: str | None, device: str | None, retries: int, done_frames: int) -> int:
+    """Run the chunks ``todo`` on a pool of workers; returns how many attempts were retried."""
+    ray = session.start(cluster, workers)
+    try:
+        pool = _Pool(ray, job, session.slots(ray, workers, device), work, retries)
+        try:
+            _compute(pool, todo, work, report.frames, done_frames, report)
+        finally:
+            pool.stop()
+        return pool.retried
+    finally:
+        ray.shutdown()

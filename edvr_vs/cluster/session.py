@@ -7,6 +7,7 @@ server to the loopback interface (Ray's single-machine mode), so nothing listens
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from types import ModuleType
@@ -18,12 +19,15 @@ class ClusterError(RuntimeError):
     """A distributed run that cannot start or finish; the message says why and what to do."""
 
 
-def import_ray() -> ModuleType:
+def require_ray() -> None:
+    """Fail early, before any work, when Ray is not installed (without importing it: ``start`` sets
+    the environment Ray reads when it is first imported)."""
     try:
-        import ray
-    except ImportError:
-        raise ClusterError(f"--workers and --cluster need Ray, which is not installed: {EXTRA}") from None
-    return ray
+        found = importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ClusterError(f"--workers and --cluster need Ray, which is not installed: {EXTRA}")
 
 
 @dataclass(frozen=True)
@@ -43,31 +47,49 @@ class Slot:
 
 def start(cluster: str | None, workers: int | None) -> ModuleType:
     """Start a local Ray instance (``cluster`` None) sized for ``workers``, or join ``cluster``
-    (``"auto"`` or an address); returns the connected ``ray`` module."""
-    if cluster is None:  # set before Ray is imported: it reads them once
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # single machine: servers on 127.0.0.1
+    (``"auto"`` or an address); returns the connected ``ray`` module.
+
+    Token authentication: Ray (>= 2.59) turns it on for a local instance unless ``RAY_AUTH_MODE`` says
+    otherwise, and a cluster's token comes from ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``; any
+    ``RAY_AUTH_MODE`` but ``token`` is refused."""
+    mode = os.environ.get("RAY_AUTH_MODE", "token")
+    if mode.lower() != "token":
+        raise ClusterError(f"RAY_AUTH_MODE={mode}: edvr-vs keeps Ray's token authentication on; unset it or "
+                           f"set RAY_AUTH_MODE=token")
+    if cluster is None:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # single machine: Ray's servers on 127.0.0.1
         options = dict(include_dashboard=False, num_cpus=max(os.cpu_count() or 1, workers or 1))
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         options = dict(address=cluster)
-    ray = import_ray()
+    require_ray()
+    import ray
+
     try:
         ray.init(log_to_driver=False, logging_level="ERROR", **options)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
         where = "start a local Ray instance" if cluster is None else f"join the Ray cluster at {cluster!r}"
         raise ClusterError(f"cannot {where}: {e}") from None
+    gcs = ray.get_runtime_context().gcs_address
+    if cluster is None and not gcs.startswith("127.0.0.1:"):
+        ray.shutdown()
+        raise ClusterError(f"the local Ray instance would listen on {gcs} (Ray was imported before edvr_vs "
+                           f"could keep it on 127.0.0.1): set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
     return ray
 
 
-def slots(ray: ModuleType, workers: int | None, device: str | None) -> list[Slot]:
-    """The workers to start: ``workers`` of them (default: one per GPU of the cluster, else one CPU
-    worker per node), on GPUs while they last unless ``device`` is ``"cpu"``."""
+def check_request(workers: int | None, device: str | None) -> None:
+    """Refuse a worker count or device that no cluster can satisfy, before any work."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ClusterError(f"--workers must be a positive number, got {workers!r}")
     if device not in (None, "cpu", "cuda"):
         raise ClusterError(f"--device with --workers/--cluster must be cpu or cuda (Ray gives each GPU worker "
                            f"its own GPU), got {device!r}")
+
+
+def slots(ray: ModuleType, workers: int | None, device: str | None) -> list[Slot]:
+    """The workers to start: ``workers`` of them (default: one per GPU of the cluster, else one CPU
+    worker per node), on GPUs while they last unless ``device`` is ``"cpu"``."""
+    check_request(workers, device)
     gpus = 0 if device == "cpu" else int(ray.cluster_resources().get("GPU", 0))
     count = workers or gpus or len([n for n in ray.nodes() if n.get("Alive")])
     if device == "cuda" and count > gpus:

@@ -1,0 +1,110 @@
+"""Scene cuts, the chunk plan, segment joining and the work folder's manifest (no Ray needed)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import vapoursynth as vs
+
+from edvr_vs import scenes
+from edvr_vs.chunks import Chunk, plan_chunks
+from edvr_vs.cluster.manifest import ManifestMismatch, WorkDir, source_identity
+from edvr_vs.media import concat, encode, open_source
+from edvr_vs.window import scene_window, window_indices
+from tests.media_checks import CUT_CLIP_FRAMES, CUT_CLIP_STARTS, framemd5, make_cut_clip
+
+core = vs.core
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory) -> Path:
+    return make_cut_clip(tmp_path_factory.mktemp("cuts") / "cuts.mkv")
+
+
+def test_cuts_found_in_real_footage(cut_clip):
+    clip = open_source(cut_clip)
+    assert clip.num_frames == CUT_CLIP_FRAMES
+    assert scenes.scene_starts(scenes.mark_cuts(clip)) == CUT_CLIP_STARTS
+    # bikes' fast pans right after the first cut (luma difference up to ~0.08) are not cuts
+    assert scenes.scene_starts(scenes.mark_cuts(clip, 0.05)) != CUT_CLIP_STARTS
+    assert scenes.scene_starts(scenes.mark_cuts(clip, None)) == []
+
+
+def test_marked_cuts_are_kept_and_any_range_equals_the_whole():
+    blank = core.std.BlankClip(width=64, height=48, format=vs.YUV420P8, length=12, color=[60, 128, 128])
+    marked_by_hand = core.std.SetFrameProps(blank[5], _SceneChangeNext=1)
+    clip = blank[:5] + marked_by_hand + blank[6:]
+    marked = scenes.mark_cuts(clip)
+    assert scenes.scene_starts(marked) == [6]  # no luma change: only the hand-made cut
+    whole = [dict(f.props) for f in marked.frames()]
+    assert [dict(f.props) for f in marked[4:9].frames()] == whole[4:9]
+    with pytest.raises(ValueError, match="threshold"):
+        scenes.mark_cuts(clip, 1.5)
+
+
+def test_plan_merges_small_scenes_and_splits_long_ones():
+    chunks = plan_chunks(100, [3, 5, 9, 60], radius=2, min_chunk=8, max_chunk=20)
+    assert [(c.start, c.stop) for c in chunks] == [(0, 9), (9, 26), (26, 43), (43, 60), (60, 80), (80, 100)]
+    assert all(c.frames <= 20 for c in chunks)
+    # chunks starting and ending at cuts read nothing beyond them; a split inside a scene reads N per side
+    assert [c.context for c in chunks] == [0, 2, 4, 2, 2, 2]
+    tail = plan_chunks(23, [20], radius=2, min_chunk=5, max_chunk=30)
+    assert [(c.start, c.stop) for c in tail] == [(0, 23)]  # a short last scene joins the chunk before
+    with pytest.raises(ValueError, match="--min-chunk"):
+        plan_chunks(10, [], radius=2, min_chunk=9, max_chunk=4)
+
+
+@pytest.mark.parametrize("padding", ["replicate", "reflection_circle"])
+def test_context_counts_the_frames_windows_read(padding):
+    length, starts, radius = 70, [11, 40], 2
+    props = {s - 1: {"_SceneChangeNext": 1} for s in starts}
+    for c in plan_chunks(length, starts, radius, min_chunk=6, max_chunk=13):
+        read = set()
+        for n in range(c.start, c.stop):
+            delivered = window_indices(n, radius, 0, length - 1, padding)
+            read |= set(scene_window(n, radius, length, padding, delivered, props))
+        assert len(read - set(range(c.start, c.stop))) == c.context, c
+
+
+def _frames_clip(fps: Fraction, length: int) -> vs.VideoNode:
+    colours = [core.std.BlankClip(width=32, height=32, format=vs.YUV420P8, length=1, color=[16 + 5 * i, 128, 128])
+               for i in range(length)]
+    return core.std.AssumeFPS(core.std.Splice(colours), fpsnum=fps.numerator, fpsden=fps.denominator)
+
+
+@pytest.mark.parametrize("fps", [Fraction(25), Fraction(30000, 1001), Fraction(24000, 1001)])
+def test_joined_segments_equal_one_encode(tmp_path, fps):
+    clip = _frames_clip(fps, 37)
+    encode(clip, tmp_path / "one.mkv", "ffv1", [], progress=lambda *_: None)
+    bounds = [0, 5, 6, 19, 30, 37]
+    segments = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        segments.append(tmp_path / f"s{i}.nut")
+        encode(clip[a:b], segments[-1], "ffv1", [], progress=lambda *_: None)
+    concat(segments, tmp_path / "joined.mkv", [Fraction(b - a) / fps for a, b in zip(bounds, bounds[1:])])
+    assert framemd5(tmp_path / "joined.mkv") == framemd5(tmp_path / "one.mkv")  # pixels and timestamps
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_manifest_resumes_and_refuses_other_jobs(tmp_path, cut_clip):
+    clip = open_source(cut_clip)
+    source = source_identity(str(cut_clip), clip)
+    settings = {"precision": None, "encoder": "ffv1"}
+    chunks = [Chunk(0, 0, 8, 0), Chunk(1, 8, 41, 0)]
+    work = WorkDir(tmp_path / "parts")
+    assert work.start(source, settings, [8], chunks, None) == set()
+    work.segment(chunks[0]).write_bytes(b"segment 0")
+    work.record(chunks[0], {"frames": 8, "sha256": __import__("hashlib").sha256(b"segment 0").hexdigest()})
+    (work.path / ".chunk-00001.partial-123.nut").write_bytes(b"half")
+    earlier = work.load()
+    work.check(earlier, source, settings)
+    assert WorkDir(work.path).start(source, settings, [8], chunks, earlier) == {0}
+    assert not list(work.path.glob(".chunk-*"))  # a dead worker's partial segment is discarded
+    with pytest.raises(ManifestMismatch, match=r"precision \(None -> 'fp32'\)"):
+        work.check(earlier, source, {**settings, "precision": "fp32"})
+    with pytest.raises(ManifestMismatch, match="source frames"):
+        work.check(earlier, {**source, "frames": 40}, settings)
+    work.segment(chunks[0]).write_bytes(b"changed")  # a segment that lost its hash is computed again
+    assert WorkDir(work.path).start(source, settings, [8], chunks, work.load()) == set()
