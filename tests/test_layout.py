@@ -63,6 +63,14 @@ def test_no_import_cycle_in_the_package():
     assert find_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]  # and a cycle would be found
 
 
+def test_scale_out_never_reaches_into_the_engine():
+    graph = package_graph()
+    inner = {"edvr_vs.engine", "edvr_vs.filter", "edvr_vs.frame_cache", "edvr_vs.frame_io", "edvr_vs.graphs"}
+    cluster = {m: deps for m, deps in graph.items() if m.startswith("edvr_vs.cluster")}
+    assert "edvr_vs.cluster.driver" in cluster
+    assert {m: deps & inner for m, deps in cluster.items() if deps & inner} == {}
+
+
 def test_modules_stay_small():
     sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert {p: n for p, n in sizes.items() if n > 350} == {}

