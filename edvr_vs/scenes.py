@@ -11,7 +11,7 @@ frames n−1, n and n+1 only, so any range of the marked clip equals that range 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import vapoursynth as vs
 
@@ -71,16 +71,19 @@ def mark_cuts(clip: vs.VideoNode, threshold: float | None = DEFAULT_THRESHOLD) -
     return core.std.ModifyFrame(clip, clips=[clip, before, after], selector=mark)
 
 
-def scene_starts(marked: vs.VideoNode) -> list[int]:
-    """The frames (> 0) of ``marked`` that begin a scene, read from its props (this decodes every
-    frame once)."""
-    starts = []
+def iter_scene_starts(marked: vs.VideoNode) -> Iterator[int]:
+    """The frames (> 0) of ``marked`` that begin a scene, in order, as its props are read (this
+    decodes every frame once)."""
     previous_next = False
     for n, f in enumerate(marked.frames(close=True)):
         if n > 0 and (previous_next or f.props.get(PREV, 0)):
-            starts.append(n)
+            yield n
         previous_next = bool(f.props.get(NEXT, 0))
-    return starts
+
+
+def scene_starts(marked: vs.VideoNode) -> list[int]:
+    """All of ``iter_scene_starts``."""
+    return list(iter_scene_starts(marked))
 
 
 def scenes(length: int, starts: Iterable[int]) -> list[tuple[int, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 from pathlib import Path
 
@@ -39,3 +40,11 @@ def framemd5(path: Path, stream: str = "v") -> list[str]:
     out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", f"0:{stream}", *codec, "-f", "framemd5",
                           "-"], capture_output=True, text=True, check=True, timeout=120).stdout
     return [line for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def container_duration(path: Path) -> str:
+    """The duration ffmpeg reads from the file's container (HH:MM:SS.ss)."""
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60)
+    m = re.search(r"Duration: ([\d:.]+)", res.stderr)
+    assert m, res.stderr
+    return m[1]

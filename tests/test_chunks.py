@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import vapoursynth as vs
 
 from edvr_vs import scenes
-from edvr_vs.chunks import Chunk, plan_chunks
+from edvr_vs.chunks import Chunk, ChunkPlanner, plan_chunks
 from edvr_vs.cluster.manifest import ManifestMismatch, WorkDir, source_identity
 from edvr_vs.media import concat, encode, open_source
 from edvr_vs.window import scene_window, window_indices
@@ -56,6 +57,31 @@ def test_plan_merges_small_scenes_and_splits_long_ones():
         plan_chunks(10, [], radius=2, min_chunk=9, max_chunk=4)
 
 
+def test_planner_hands_out_chunks_early_and_plans_the_same():
+    import random
+
+    rng = random.Random(4)
+    for _ in range(200):
+        length = rng.randint(1, 400)
+        starts = sorted(rng.sample(range(1, length), min(length - 1, rng.randint(0, 12)))) if length > 1 else []
+        lo = rng.randint(1, 40)
+        hi = rng.randint(lo, 90)
+        planner, streamed, early = ChunkPlanner(length, 2, lo, hi), [], 0
+        scene_list = scenes.scenes(length, starts)
+        for i, (a, b) in enumerate(scene_list):
+            got = planner.add_scene(a, b)
+            early += len(got) if i < len(scene_list) - 1 else 0
+            streamed += got
+        streamed += planner.finish()
+        assert streamed == plan_chunks(length, starts, 2, lo, hi)
+        assert [c.index for c in streamed] == list(range(len(streamed)))
+        assert streamed[0].start == 0 and streamed[-1].stop == length
+        assert all(x.stop == y.start for x, y in zip(streamed, streamed[1:]))
+        assert all(c.frames <= hi for c in streamed)
+        # at most two chunks wait for later scenes
+        assert early >= len([c for c in streamed if c.stop <= scene_list[-1][0]]) - 2
+
+
 @pytest.mark.parametrize("padding", ["replicate", "reflection_circle"])
 def test_context_counts_the_frames_windows_read(padding):
     length, starts, radius = 70, [11, 40], 2
@@ -94,17 +120,26 @@ def test_manifest_resumes_and_refuses_other_jobs(tmp_path, cut_clip):
     settings = {"precision": None, "encoder": "ffv1"}
     chunks = [Chunk(0, 0, 8, 0), Chunk(1, 8, 41, 0)]
     work = WorkDir(tmp_path / "parts")
-    assert work.start(source, settings, [8], chunks, None) == set()
+    assert work.load() is None
+    assert work.start(source, settings, None) == {}
+    for c in chunks:
+        work.add_chunk(c)
     work.segment(chunks[0]).write_bytes(b"segment 0")
-    work.record(chunks[0], {"frames": 8, "sha256": __import__("hashlib").sha256(b"segment 0").hexdigest()})
+    work.record(chunks[0], {"frames": 8, "sha256": hashlib.sha256(b"segment 0").hexdigest()})
     (work.path / ".chunk-00001.partial-123.nut").write_bytes(b"half")
     earlier = work.load()
+    assert earlier["chunks"] == [[0, 8, 0], [8, 41, 0]] and not earlier["plan_complete"]
     work.check(earlier, source, settings)
-    assert WorkDir(work.path).start(source, settings, [8], chunks, earlier) == {0}
+    assert WorkDir(work.path).start(source, settings, earlier) == {0: (0, 8)}
     assert not list(work.path.glob(".chunk-*"))  # a dead worker's partial segment is discarded
     with pytest.raises(ManifestMismatch, match=r"precision \(None -> 'fp32'\)"):
         work.check(earlier, source, {**settings, "precision": "fp32"})
     with pytest.raises(ManifestMismatch, match="source frames"):
         work.check(earlier, {**source, "frames": 40}, settings)
     work.segment(chunks[0]).write_bytes(b"changed")  # a segment that lost its hash is computed again
-    assert WorkDir(work.path).start(source, settings, [8], chunks, work.load()) == set()
+    assert WorkDir(work.path).start(source, settings, work.load()) == {}
+    (work.path / "mine.txt").write_text("not edvr-vs's")
+    work.remove()  # removes its own files only
+    assert [p.name for p in work.path.iterdir()] == ["mine.txt"]
+    with pytest.raises(ManifestMismatch, match="not an edvr-vs work folder"):
+        work.load()

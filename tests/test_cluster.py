@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.media_checks import framemd5, make_cut_clip
+from tests.media_checks import container_duration, framemd5, make_cut_clip
 
 pytest.importorskip("ray", reason="the cluster extra (pip install 'edvr_vs[cluster]')")
 
@@ -80,6 +80,7 @@ def assert_same_file(output: Path, single: Path) -> None:
     assert len(video) == 41
     assert video == framemd5(single)  # decoded frames bit for bit, and their timestamps
     assert framemd5(output, "a") == framemd5(single, "a")
+    assert container_duration(output) == container_duration(single)
     assert not output.with_name(output.name + ".parts").exists()
 
 

@@ -1,9 +1,11 @@
 """The work folder of a distributed run: finished segments and the manifest that lets a rerun resume.
 
-``manifest.json`` holds the source's identity, the job's settings, the plan (scene starts, chunk
-ranges) and, per finished chunk, its frame count, segment hash, device and host. It is rewritten
-atomically after every chunk. A rerun with the same source and settings keeps every segment whose
-file still has its recorded hash and computes the rest; any other difference is refused.
+``manifest.json`` holds the source's identity, the job's settings, the plan (chunk ranges as they
+are planned; once complete, the scene starts) and, per finished chunk, its range, frame count,
+segment hash, device and host. It is rewritten atomically at every change. A rerun with the same
+source and settings keeps every segment whose file still has its recorded hash and computes the
+rest (scanning the source again when the plan was not complete: the plan is deterministic); any
+other difference is refused.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class WorkDir:
     def load(self) -> dict[str, object] | None:
         """The manifest of an earlier run, or None."""
         if not self.manifest_path.exists():
+            if self.path.is_dir() and any(self.path.iterdir()):
+                raise ManifestMismatch(f"{self.path} is not empty and has no manifest.json, so it is not an "
+                                       f"edvr-vs work folder; give --work-dir a new or empty folder")
             return None
         try:
             return json.loads(self.manifest_path.read_text())
@@ -72,10 +77,10 @@ class WorkDir:
             raise ManifestMismatch(f"{self.path} holds the parts of another job: {'; '.join(changed)}. Delete it, "
                                    f"or give --work-dir another folder, to start over")
 
-    def start(self, source: dict[str, object], settings: dict[str, object], starts: list[int],
-              chunks: list[Chunk], earlier: dict[str, object] | None) -> set[int]:
-        """Write the manifest for this plan (keeping an earlier run's finished chunks); returns the
-        indices of the chunks whose segments are present with their recorded hash."""
+    def start(self, source: dict[str, object], settings: dict[str, object],
+              earlier: dict[str, object] | None) -> dict[int, tuple[int, int]]:
+        """Begin this run's manifest, keeping an earlier run's finished chunks whose segments are present
+        with their recorded hash; returns them as index -> (start, stop)."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.discard_partials()
         done = {}
@@ -83,16 +88,36 @@ class WorkDir:
             seg = self.path / rec["segment"]
             if seg.is_file() and sha256_of(seg) == rec["sha256"]:
                 done[key] = rec
-        self.manifest = {"version": VERSION, "source": source, "settings": settings, "scene_starts": starts,
-                         "chunks": [[c.start, c.stop, c.context] for c in chunks], "done": done}
+        self.manifest = {"version": VERSION, "source": source, "settings": settings, "plan_complete": False,
+                         "scene_starts": None, "chunks": [], "done": done}
         self._write()
-        return {int(k) for k in done}
+        return {int(k): (rec["start"], rec["stop"]) for k, rec in done.items()}
+
+    def add_chunk(self, chunk: Chunk) -> None:
+        """Note a planned chunk (chunks arrive in order while the source is still being scanned)."""
+        self.manifest["chunks"].append([chunk.start, chunk.stop, chunk.context])
+        self._write()
+
+    def finish_plan(self, starts: list[int]) -> None:
+        """Note that the plan is complete: a rerun uses these scene starts without scanning again."""
+        self.manifest.update(plan_complete=True, scene_starts=starts)
+        self._write()
 
     def record(self, chunk: Chunk, result: dict[str, object]) -> None:
         """Note a finished chunk (its segment already in place)."""
         self.manifest["done"][str(chunk.index)] = {"segment": self.segment(chunk).name, "start": chunk.start,
                                                    "stop": chunk.stop, **result}
         self._write()
+
+    def remove(self) -> None:
+        """Delete the segments and the manifest, and the folder if nothing else is in it."""
+        self.discard_partials()
+        for p in [*self.path.glob(f"chunk-*{SEGMENT_SUFFIX}"), self.manifest_path]:
+            p.unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:  # not empty (someone else's files), or already gone
+            pass
 
     def discard_partials(self) -> None:
         """Remove segments left half-written by workers that died."""

@@ -6,7 +6,6 @@ import ctypes
 
 import numpy as np
 import pytest
-import torch
 import vapoursynth as vs
 
 from edvr_vs.convert import PlaneFormat

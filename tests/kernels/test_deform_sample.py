@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edvr_vs.kernel_loader import THREADS
-from edvr_vs.nn.dcn import deform_conv2d, output_size, sample_columns_torch
+from edvr_vs.nn.dcn import deform_conv2d, output_size
 from tests.kernels.harness import build, ints
 
 SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
