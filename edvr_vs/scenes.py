@@ -11,7 +11,7 @@ frames n−1, n and n+1 only, so any range of the marked clip equals that range 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import vapoursynth as vs
 
@@ -71,11 +71,13 @@ def mark_cuts(clip: vs.VideoNode, threshold: float | None = DEFAULT_THRESHOLD) -
     return core.std.ModifyFrame(clip, clips=[clip, before, after], selector=mark)
 
 
-def iter_scene_starts(marked: vs.VideoNode) -> Iterator[int]:
+def iter_scene_starts(marked: vs.VideoNode, stop: Callable[[], bool] | None = None) -> Iterator[int]:
     """The frames (> 0) of ``marked`` that begin a scene, in order, as its props are read (this
-    decodes every frame once)."""
+    decodes every frame once); ends early once ``stop()`` is true."""
     previous_next = False
     for n, f in enumerate(marked.frames(close=True)):
+        if stop is not None and stop():
+            return
         if n > 0 and (previous_next or f.props.get(PREV, 0)):
             yield n
         previous_next = bool(f.props.get(NEXT, 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import vapoursynth as vs
 from edvr_vs import scenes
 from edvr_vs.chunks import Chunk, ChunkPlanner, plan_chunks
 from edvr_vs.cluster.manifest import ManifestMismatch, WorkDir, source_identity
+from edvr_vs.cluster.planning import PlanThread
 from edvr_vs.media import concat, encode, open_source
 from edvr_vs.window import scene_window, window_indices
 from tests.media_checks import CUT_CLIP_FRAMES, CUT_CLIP_STARTS, framemd5, make_cut_clip
@@ -143,3 +145,23 @@ def test_manifest_resumes_and_refuses_other_jobs(tmp_path, cut_clip):
     assert [p.name for p in work.path.iterdir()] == ["mine.txt"]
     with pytest.raises(ManifestMismatch, match="not an edvr-vs work folder"):
         work.load()
+
+
+def test_plan_thread_streams_the_same_plan_and_stops_when_closed(cut_clip):
+    clip = open_source(cut_clip)
+    plan = PlanThread(clip, scenes.DEFAULT_THRESHOLD, 2, 4, 8)
+    got = []
+    deadline = time.monotonic() + 60
+    while not plan.complete and time.monotonic() < deadline:
+        got += plan.take()
+        time.sleep(0.01)
+    plan.close()
+    assert plan.complete and plan.starts == CUT_CLIP_STARTS
+    assert got == plan_chunks(CUT_CLIP_FRAMES, CUT_CLIP_STARTS, 2, 4, 8)
+    slow = core.std.FrameEval(clip, lambda n: (time.sleep(0.05), clip)[1])  # 50 ms a frame
+    stopped = PlanThread(slow, scenes.DEFAULT_THRESHOLD, 2, 4, 8)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    stopped.close()
+    assert time.monotonic() - t0 < 5 and not stopped.complete
+    assert all(c.stop <= CUT_CLIP_FRAMES for c in stopped.take())

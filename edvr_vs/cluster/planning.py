@@ -36,16 +36,17 @@ class PlanThread:
 
     def _run(self) -> None:
         t0 = time.monotonic()
-        found = iter(self.known) if self.known is not None else iter_scene_starts(mark_cuts(self.clip, self.threshold))
+        found = iter(self.known) if self.known is not None else \
+            iter_scene_starts(mark_cuts(self.clip, self.threshold), stop=self._stop.is_set)
         previous = 0
         try:
             for start in found:
-                if self._stop.is_set():
-                    return
                 self.starts.append(start)
                 for c in self.planner.add_scene(previous, start):
                     self._queue.put(c)
                 previous = start
+            if self._stop.is_set():  # closed before the scan ended: the plan is not complete
+                return
             for c in self.planner.add_scene(previous, self.clip.num_frames) + self.planner.finish():
                 self._queue.put(c)
             self.seconds = time.monotonic() - t0

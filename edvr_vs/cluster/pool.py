@@ -115,7 +115,7 @@ class WorkerPool:
         n = self.attempts[c.index] = self.attempts.get(c.index, 0) + 1
         where = self.place.get(w, {})
         say(f"\nedvr-vs: chunk {c.index} (frames {c.start}-{c.stop - 1}) failed on {where.get('host', '?')} "
-             f"{where.get('device', '')}: {problem}\n")
+            f"{where.get('device', '')}: {problem}\n")
         for p in self.work.path.glob(f".{self.work.segment(c).stem}.partial-*"):
             p.unlink(missing_ok=True)
         slot = self.slot_of.get(w)
