@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK
+from edvr_vs.cluster.driver import RETRIES
 from edvr_vs.job import Job, JobError
 from edvr_vs.media import ENCODERS, MediaError, encode
 from edvr_vs.scenes import DEFAULT_THRESHOLD
@@ -73,14 +74,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_distributed(job: Job, output: Path, args: argparse.Namespace) -> int:
+    import vapoursynth as vs
+
     from edvr_vs.cluster import ClusterError, run_distributed
-    from edvr_vs.cluster.manifest import ManifestMismatch
+    from edvr_vs.cluster.manifest import WorkDirError
 
     options = {k: getattr(args, k) for k in CLUSTER_ONLY if getattr(args, k) is not None}
     try:
         rep = run_distributed(job, output, workers=args.workers, cluster=args.cluster, device=args.device, **options)
-    except (ClusterError, ManifestMismatch) as e:
+    except (ClusterError, WorkDirError) as e:
         raise CliError(str(e)) from None
+    except vs.Error as e:  # e.g. a frame the source cannot decode, met while scanning for cuts
+        raise CliError(f"processing failed: {e}") from None
+    except OSError as e:  # the work folder or the output cannot be written
+        raise CliError(f"{e.filename or 'a file'}: {e.strerror or e}") from None
     sys.stderr.write(f"edvr-vs: {rep.chunks} chunks: {rep.reused} from an earlier run, {rep.computed} computed, "
                      f"{rep.retried} retried; {rep.context_frames} context frames; plan {rep.plan_s:.1f} s, "
                      f"compute {rep.compute_s:.1f} s, concatenate {rep.concat_s:.1f} s\n")
@@ -139,7 +146,8 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                       help=f"split scenes into chunks of at most F frames (default {MAX_CHUNK})")
     dist.add_argument("--work-dir", type=Path, metavar="DIR",
                       help="finished segments and the manifest, kept for a rerun to resume (default OUTPUT.parts)")
-    dist.add_argument("--retries", type=_count, metavar="R", help="attempts per chunk beyond the first (default 3)")
+    dist.add_argument("--retries", type=_count, metavar="R",
+                      help=f"attempts per chunk beyond the first (default {RETRIES})")
 
 
 def cmd_models(args: argparse.Namespace) -> int:

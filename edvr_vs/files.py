@@ -11,13 +11,19 @@ from pathlib import Path
 CHUNK = 1 << 20
 
 
+def partial_name(path: Path, pid: str = "*") -> str:
+    """The name ``atomic_output`` writes ``path`` under while process ``pid`` works on it (``*``: a
+    glob pattern for any process's)."""
+    return f".{path.stem}.partial-{pid}{path.suffix}"
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed to ``path`` when the block ends without
     an exception, deleted when it raises (or is interrupted). The temporary name keeps ``path``'s
     suffix (encoders pick the container from it) and is hidden, with this process's id in it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    tmp = path.with_name(partial_name(path, str(os.getpid())))
     try:
         yield tmp
         os.replace(tmp, path)
@@ -26,8 +32,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """``text`` into ``path``, whole or not at all, on disk (fsync) before the rename."""
     with atomic_output(path) as tmp:
-        tmp.write_text(text)
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:

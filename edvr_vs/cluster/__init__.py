@@ -1,7 +1,8 @@
 """Scale-out on Ray: ``edvr-vs run --workers N`` (a local Ray instance) or ``--cluster ADDRESS``.
 
-``run_distributed(job, output, ...)`` gives the file a single ``edvr-vs run`` would give (the same
-frames, bit for bit, on the same kind of device), computed by many workers. Needs the optional
+``run_distributed(job, output, ...)`` feeds the encoder the frames a single ``edvr-vs run`` feeds it
+(bit for bit, on the same kind of device), computed by many workers in chunks; with a lossless
+encoder the file decodes to the single run's frames. Needs the optional
 ``ray`` dependency: ``pip install 'edvr_vs[cluster]'``.
 """
 

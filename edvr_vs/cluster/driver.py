@@ -14,9 +14,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK, Chunk, check_sizes, plan_chunks
 from edvr_vs.cluster import session
-from edvr_vs.cluster.manifest import WorkDir, source_identity
+from edvr_vs.cluster.manifest import WorkDir, WorkDirError, source_identity
 from edvr_vs.cluster.planning import PlanThread
 from edvr_vs.cluster.pool import WorkerPool, say
 from edvr_vs.cluster.session import ClusterError
@@ -55,8 +57,10 @@ class _Run:
     pending: deque[Chunk] = field(default_factory=deque)
     frames_done: int = 0
 
-    def planned(self, new: list[Chunk]) -> None:
-        for c in new:
+    def take_plan(self, plan: PlanThread) -> None:
+        """Queue the chunks planned since the last call; note the plan in the manifest once complete."""
+        was_complete = plan.complete
+        for c in plan.take():
             self.chunks.append(c)
             self.work.add_chunk(c)
             if self.done_before.get(c.index) == (c.start, c.stop):
@@ -64,13 +68,15 @@ class _Run:
                 self.frames_done += c.frames
             else:
                 self.pending.append(c)
+        if plan.complete and not was_complete:
+            self.work.finish_plan(plan.starts)
 
 
 def _compute(run: _Run, plan: PlanThread, pool: WorkerPool) -> None:
     t0 = time.monotonic()
     computed = 0
     while True:
-        run.planned(plan.take())
+        run.take_plan(plan)
         if plan.complete and not run.pending and not pool.running:
             break
         if run.pending or pool.running:
@@ -122,14 +128,22 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     job = job.absolute()
     output = Path(output)
     work = WorkDir(Path(work_dir) if work_dir else output.with_name(output.name + ".parts"))
-    clip, _ = job.source()
+    clip, first = job.source()
     source = source_identity(job.input, clip)
-    settings = {**job.settings(), "min_chunk": min_chunk, "max_chunk": max_chunk}
+    # CPU workers compute with the driver's thread count (edvr_vs.cluster.session.Slot)
+    settings = {**job.settings(), "frames": [first, first + clip.num_frames], "min_chunk": min_chunk,
+                "max_chunk": max_chunk, "device": device, "cpu_threads": torch.get_num_threads()}
     radius = job.radius()
-    earlier = work.load()
-    if earlier is not None:
-        work.check(earlier, source, settings)
-    fresh = earlier is None
+    created = not work.path.exists()
+    work.lock()
+    try:
+        earlier = work.load()
+        if earlier is not None:
+            work.check(earlier, source, settings)
+    except WorkDirError:
+        work.release(remove_folder=created)
+        raise
+    fresh = earlier is None  # the folder is new, or was empty: everything in it is this run's
     known = earlier["scene_starts"] if earlier is not None and earlier.get("plan_complete") else None
     run = _Run(job, work, Report(frames=clip.num_frames), {})
     try:
@@ -142,14 +156,13 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
                 for c in plan_chunks(clip.num_frames, known, radius, min_chunk, max_chunk))
             if everything_done:
                 while not plan.complete:
-                    run.planned(plan.take())
+                    run.take_plan(plan)
                     time.sleep(0.01)
             else:
                 _run_pool(run, plan, workers, cluster, device, retries)
         finally:
             plan.close()
         run.report.plan_s = plan.seconds
-        work.finish_plan(plan.starts)
     except BaseException:
         if fresh and not work.manifest.get("done"):
             work.remove()

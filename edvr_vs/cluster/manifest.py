@@ -10,6 +10,7 @@ other difference is refused.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -18,9 +19,10 @@ from pathlib import Path
 import vapoursynth as vs
 
 from edvr_vs.chunks import Chunk
-from edvr_vs.files import sha256_of, write_text_atomic
+from edvr_vs.files import partial_name, sha256_of, write_text_atomic
 
 VERSION = 1
+LOCK = ".lock"
 EDGE_BYTES = 1 << 20
 SEGMENT_SUFFIX = ".nut"  # NUT keeps each stream's exact time base, so joined timestamps add up exactly
 
@@ -38,8 +40,8 @@ def source_identity(path: str, clip: vs.VideoNode) -> dict[str, object]:
             "height": clip.height, "format": clip.format.name, "fps": [clip.fps.numerator, clip.fps.denominator]}
 
 
-class ManifestMismatch(RuntimeError):
-    """The work folder belongs to another source or other settings."""
+class WorkDirError(RuntimeError):
+    """A work folder that cannot be used: another job's, not a work folder, or in use by another run."""
 
 
 class WorkDir:
@@ -48,7 +50,24 @@ class WorkDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.manifest_path = self.path / "manifest.json"
+        self.lock_path = self.path / LOCK
         self.manifest: dict[str, object] = {}
+        self._lock: int | None = None
+
+    def lock(self) -> None:
+        """Create the folder if needed and take it for this run (an exclusive lock on ``.lock``, released
+        when the process ends); a second run on the same folder is refused."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise WorkDirError(f"cannot use {self.path} as the work folder: {e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise WorkDirError(f"{self.path} is in use by another edvr-vs run") from None
+        self._lock = fd
 
     def segment(self, chunk: Chunk) -> Path:
         return self.path / f"chunk-{chunk.index:05d}{SEGMENT_SUFFIX}"
@@ -56,14 +75,18 @@ class WorkDir:
     def load(self) -> dict[str, object] | None:
         """The manifest of an earlier run, or None."""
         if not self.manifest_path.exists():
-            if self.path.is_dir() and any(self.path.iterdir()):
-                raise ManifestMismatch(f"{self.path} is not empty and has no manifest.json, so it is not an "
+            if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
+                raise WorkDirError(f"{self.path} is not empty and has no manifest.json, so it is not an "
                                        f"edvr-vs work folder; give --work-dir a new or empty folder")
             return None
         try:
-            return json.loads(self.manifest_path.read_text())
+            earlier = json.loads(self.manifest_path.read_text())
         except (OSError, ValueError) as e:
-            raise ManifestMismatch(f"{self.manifest_path} cannot be read ({e}); delete {self.path} to start over")
+            raise WorkDirError(f"{self.manifest_path} cannot be read ({e}); delete {self.path} to start over")
+        if not (isinstance(earlier, dict) and all(isinstance(earlier.get(k), dict) for k in ("source", "settings", "done"))):
+            raise WorkDirError(f"{self.manifest_path} is not an edvr-vs manifest; give --work-dir a new or "
+                                   f"empty folder")
+        return earlier
 
     def check(self, earlier: dict[str, object], source: dict[str, object], settings: dict[str, object]) -> None:
         """Refuse a manifest made for another source or other settings, naming what changed."""
@@ -74,14 +97,13 @@ class WorkDir:
         if earlier.get("version") != VERSION:
             changed.append(f"manifest version ({earlier.get('version')!r} -> {VERSION})")
         if changed:
-            raise ManifestMismatch(f"{self.path} holds the parts of another job: {'; '.join(changed)}. Delete it, "
+            raise WorkDirError(f"{self.path} holds the parts of another job: {'; '.join(changed)}. Delete it, "
                                    f"or give --work-dir another folder, to start over")
 
     def start(self, source: dict[str, object], settings: dict[str, object],
               earlier: dict[str, object] | None) -> dict[int, tuple[int, int]]:
         """Begin this run's manifest, keeping an earlier run's finished chunks whose segments are present
         with their recorded hash; returns them as index -> (start, stop)."""
-        self.path.mkdir(parents=True, exist_ok=True)
         self.discard_partials()
         done = {}
         for key, rec in (earlier or {}).get("done", {}).items():
@@ -109,19 +131,36 @@ class WorkDir:
                                                    "stop": chunk.stop, **result}
         self._write()
 
+    def release(self, remove_folder: bool = False) -> None:
+        """Give the folder up without touching its contents (the lock file aside); ``remove_folder``:
+        also remove it when it is empty."""
+        self.lock_path.unlink(missing_ok=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+        if remove_folder:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
+
     def remove(self) -> None:
         """Delete the segments and the manifest, and the folder if nothing else is in it."""
+        if not self.path.is_dir():
+            return
         self.discard_partials()
         for p in [*self.path.glob(f"chunk-*{SEGMENT_SUFFIX}"), self.manifest_path]:
             p.unlink(missing_ok=True)
-        try:
-            self.path.rmdir()
-        except OSError:  # not empty (someone else's files), or already gone
-            pass
+        self.release(remove_folder=True)
 
     def discard_partials(self) -> None:
         """Remove segments left half-written by workers that died."""
-        for p in self.path.glob(".chunk-*.partial-*"):
+        for p in self.path.glob(partial_name(Path(f"chunk-*{SEGMENT_SUFFIX}"))):
+            p.unlink(missing_ok=True)
+
+    def discard_partial(self, chunk: Chunk) -> None:
+        """Remove what a dead worker left half-written of ``chunk``'s segment."""
+        for p in self.path.glob(partial_name(self.segment(chunk))):
             p.unlink(missing_ok=True)
 
     def _write(self) -> None:

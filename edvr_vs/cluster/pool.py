@@ -20,6 +20,8 @@ from edvr_vs.cluster.worker import ChunkWorker, ProgressBoard
 from edvr_vs.files import sha256_of
 from edvr_vs.job import Job
 
+READY_TIMEOUT_S = 900.0  # loading the model, and on a cluster a first weights download and CUDA's start
+
 
 def say(text: str) -> None:
     sys.stderr.write(text)
@@ -40,7 +42,7 @@ class WorkerPool:
         self.board = ray.remote(ProgressBoard).options(num_cpus=0).remote()
         self.slot_of: dict[object, Slot] = {}
         self.place: dict[object, dict[str, object]] = {}
-        self.starting: dict[object, object] = {}  # where() ref -> worker
+        self.starting: dict[object, tuple[object, float]] = {}  # where() ref -> (worker, when spawned)
         self.running: dict[object, tuple[object, Chunk]] = {}  # encode() ref -> (worker, chunk)
         self.idle: list[object] = []
         self.attempts: dict[int, int] = {}
@@ -54,7 +56,7 @@ class WorkerPool:
         w = self.actor.options(**slot.actor_options(), max_restarts=0, max_task_retries=0).remote(
             self.job, slot.device, slot.threads)
         self.slot_of[w] = slot
-        self.starting[w.where.remote()] = w
+        self.starting[w.where.remote()] = (w, time.monotonic())
 
     def alive(self) -> int:
         return len(self.idle) + len(self.running)
@@ -74,6 +76,12 @@ class WorkerPool:
         if not self.running and not self.starting:
             raise ClusterError("no worker is left to compute the remaining chunks (see the messages above)")
         ready, _ = self.ray.wait([*self.starting, *self.running], num_returns=1, timeout=timeout)
+        for ref, (w, since) in list(self.starting.items()):
+            if ref not in ready and time.monotonic() - since > READY_TIMEOUT_S:
+                del self.starting[ref]
+                say(f"\nedvr-vs: a {self.slot_of[w].device} worker did not start within {READY_TIMEOUT_S:.0f} s "
+                    f"(no node with a free {self.slot_of[w].device.upper()} left?)\n")
+                self._retire(w)
         finished = []
         for ref in ready:
             if ref in self.starting:
@@ -89,7 +97,7 @@ class WorkerPool:
         return finished
 
     def _started(self, ref: object) -> None:
-        w = self.starting.pop(ref)
+        w, _ = self.starting.pop(ref)
         try:
             self.place[w] = self.ray.get(ref)
             self.idle.append(w)
@@ -116,8 +124,7 @@ class WorkerPool:
         where = self.place.get(w, {})
         say(f"\nedvr-vs: chunk {c.index} (frames {c.start}-{c.stop - 1}) failed on {where.get('host', '?')} "
             f"{where.get('device', '')}: {problem}\n")
-        for p in self.work.path.glob(f".{self.work.segment(c).stem}.partial-*"):
-            p.unlink(missing_ok=True)
+        self.work.discard_partial(c)
         slot = self.slot_of.get(w)
         self._retire(w)
         if n > self.retries:
@@ -132,7 +139,7 @@ class WorkerPool:
         """Frames done so far in the running chunks."""
         try:
             return sum(self.ray.get(self.board.snapshot.remote(), timeout=5).values())
-        except self.ray.exceptions.GetTimeoutError:
+        except self.ray.exceptions.RayError:  # slow, or gone: progress is only shown
             return 0
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -42,24 +43,33 @@ class Slot:
     threads: int | None = None
 
     def actor_options(self) -> dict[str, object]:
-        return {"num_gpus": 1, "num_cpus": 1} if self.device == "cuda" else {"num_cpus": 1}
+        if self.device == "cuda":
+            return {"num_gpus": 1, "num_cpus": 1}
+        return {"num_cpus": 1, "scheduling_strategy": "SPREAD"}  # CPU workers on different nodes first
 
 
 def start(cluster: str | None, workers: int | None) -> ModuleType:
     """Start a local Ray instance (``cluster`` None) sized for ``workers``, or join ``cluster``
     (``"auto"`` or an address); returns the connected ``ray`` module.
 
-    Token authentication: Ray (>= 2.59) turns it on for a local instance unless ``RAY_AUTH_MODE`` says
-    otherwise, and a cluster's token comes from ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``; any
-    ``RAY_AUTH_MODE`` but ``token`` is refused."""
+    Token authentication: ``RAY_AUTH_MODE=token`` is set before Ray is imported (without it Ray would
+    join a cluster unauthenticated; Ray >= 2.59 turns it on for a new local instance anyway); a
+    cluster's token comes from ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``, a local instance makes
+    its own. Any other ``RAY_AUTH_MODE`` is refused."""
     mode = os.environ.get("RAY_AUTH_MODE", "token")
     if mode.lower() != "token":
         raise ClusterError(f"RAY_AUTH_MODE={mode}: edvr-vs keeps Ray's token authentication on; unset it or "
                            f"set RAY_AUTH_MODE=token")
+    imported = "ray" in sys.modules  # Ray reads these variables once, when it is imported
+    if not imported:
+        os.environ["RAY_AUTH_MODE"] = "token"
     if cluster is None:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # single machine: Ray's servers on 127.0.0.1
-        options = dict(include_dashboard=False, num_cpus=max(os.cpu_count() or 1, workers or 1))
+        options = dict(address="local", include_dashboard=False, num_cpus=max(os.cpu_count() or 1, workers or 1))
     else:
+        if "RAY_AUTH_MODE" not in os.environ:  # Ray would join a cluster without authentication
+            raise ClusterError("Ray was imported before RAY_AUTH_MODE was set: set RAY_AUTH_MODE=token to join "
+                               "a cluster with token authentication")
         options = dict(address=cluster)
     require_ray()
     import ray
@@ -88,8 +98,7 @@ def check_request(workers: int | None, device: str | None) -> None:
 
 def slots(ray: ModuleType, workers: int | None, device: str | None) -> list[Slot]:
     """The workers to start: ``workers`` of them (default: one per GPU of the cluster, else one CPU
-    worker per node), on GPUs while they last unless ``device`` is ``"cpu"``."""
-    check_request(workers, device)
+    worker per node), on GPUs while they last unless ``device`` is ``"cpu"`` (``check_request`` first)."""
     gpus = 0 if device == "cpu" else int(ray.cluster_resources().get("GPU", 0))
     count = workers or gpus or len([n for n in ray.nodes() if n.get("Alive")])
     if device == "cuda" and count > gpus:
