@@ -87,7 +87,7 @@ def _run_distributed(job: Job, output: Path, args: argparse.Namespace) -> int:
     except vs.Error as e:  # e.g. a frame the source cannot decode, met while scanning for cuts
         raise CliError(f"processing failed: {e}") from None
     except OSError as e:  # the work folder or the output cannot be written
-        raise CliError(f"{e.filename or 'a file'}: {e.strerror or e}") from None
+        raise CliError(f"{e.filename2 or e.filename or 'a file'}: {e.strerror or e}") from None
     sys.stderr.write(f"edvr-vs: {rep.chunks} chunks: {rep.reused} from an earlier run, {rep.computed} computed, "
                      f"{rep.retried} retried; {rep.context_frames} context frames; plan {rep.plan_s:.1f} s, "
                      f"compute {rep.compute_s:.1f} s, concatenate {rep.concat_s:.1f} s\n")
