@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK
+from edvr_vs.cluster import ClusterError, run_distributed
 from edvr_vs.cluster.driver import RETRIES
+from edvr_vs.cluster.manifest import WorkDirError
 from edvr_vs.job import Job, JobError
 from edvr_vs.media import ENCODERS, MediaError, encode
 from edvr_vs.scenes import DEFAULT_THRESHOLD
@@ -75,9 +77,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_distributed(job: Job, output: Path, args: argparse.Namespace) -> int:
     import vapoursynth as vs
-
-    from edvr_vs.cluster import ClusterError, run_distributed
-    from edvr_vs.cluster.manifest import WorkDirError
 
     options = {k: getattr(args, k) for k in CLUSTER_ONLY if getattr(args, k) is not None}
     try:

@@ -80,7 +80,7 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def progress_line(total: int, label: str = "edvr-vs") -> Callable[[int, int], None]:
+def progress_line(total: int) -> Callable[[int, int], None]:
     """A progress callback that rewrites one stderr line: frames done of ``total``, fps, ETA."""
     t0 = time.monotonic()
 
@@ -88,7 +88,7 @@ def progress_line(total: int, label: str = "edvr-vs") -> Callable[[int, int], No
         elapsed = time.monotonic() - t0
         fps = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / fps if fps > 0 else 0.0
-        sys.stderr.write(f"\r{label}: {done}/{total} frames, {fps:.2f} fps, ETA {fmt_time(eta)} ")
+        sys.stderr.write(f"\redvr-vs: {done}/{total} frames, {fps:.2f} fps, ETA {fmt_time(eta)} ")
         sys.stderr.flush()
 
     return show
@@ -96,9 +96,9 @@ def progress_line(total: int, label: str = "edvr-vs") -> Callable[[int, int], No
 
 def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subprocess.Popen], None] | None = None
                 ) -> None:
-    """Run ffmpeg writing ``cmd``'s last argument in place of ``output``, renamed into place when ffmpeg
-    succeeds; ``feed`` writes its stdin. On any failure or interruption ffmpeg is killed and nothing
-    is left behind."""
+    """Run ffmpeg with ``cmd`` and a temporary output path beside ``output``, renamed to ``output`` when
+    ffmpeg succeeds; ``feed`` writes its stdin. On any failure or interruption ffmpeg is killed and
+    nothing is left behind."""
     with atomic_output(output) as tmp:
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *cmd, str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,

@@ -12,9 +12,12 @@ import socket
 import time
 from pathlib import Path
 
+import torch
+
 from edvr_vs.chunks import Chunk
 from edvr_vs.files import sha256_of
 from edvr_vs.job import Job
+from edvr_vs.media import encode
 
 REPORT_EVERY_S = 0.5
 
@@ -39,8 +42,6 @@ class ChunkWorker:
     """Holds the job's output clip on one device (a Ray actor) and encodes chunks of it."""
 
     def __init__(self, job: Job, device: str, threads: int | None) -> None:
-        import torch
-
         if threads:  # Ray sets OMP_NUM_THREADS to the actor's CPUs; the driver's count gives its frames
             torch.set_num_threads(threads)
         self.job = job
@@ -55,8 +56,6 @@ class ChunkWorker:
 
     def encode(self, chunk: Chunk, segment: str, board: object) -> dict[str, object]:
         """Encode the chunk's output frames into ``segment``; returns its frame count, hash and timing."""
-        from edvr_vs.media import encode
-
         t0 = last = time.monotonic()
 
         def progress(done: int, total: int) -> None:
