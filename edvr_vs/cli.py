@@ -63,12 +63,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     given = [f"--{k.replace('_', '-')}" for k in CLUSTER_ONLY if getattr(args, k) is not None]
     if given:
         raise CliError(f"{', '.join(given)} only apply with --workers or --cluster")
-    out = job.restored(args.device)
-    clip, _ = job.source()
+    clip, first = job.source()
+    out = job.restored(args.device, clip)
     sys.stderr.write(f"edvr-vs: {args.input} ({clip.width}x{clip.height}, {clip.num_frames} frames) -> "
                      f"{output} ({out.width}x{out.height}, {args.encoder})\n")
     try:
-        encode(out, output, job.encoder, list(job.encoder_args), audio_from=job.audio_from())
+        encode(out, output, job.encoder, list(job.encoder_args), audio_from=job.audio_from(first))
     except (vs.Error, BrokenPipeError) as e:
         raise CliError(f"processing failed: {e}") from None
     sys.stderr.write(f"edvr-vs: wrote {output}\n")

@@ -66,11 +66,13 @@ class Job:
         start, stop = parse_frames(self.frames, clip.num_frames)
         return clip[start:stop], start
 
-    def restored(self, device: str | None = None) -> vs.VideoNode:
-        """The output clip: the selected frames with scene cuts marked, through ``edvr()`` on ``device``."""
+    def restored(self, device: str | None = None, clip: vs.VideoNode | None = None) -> vs.VideoNode:
+        """The output clip: the selected frames (``clip``, else ``source()``'s) with scene cuts marked,
+        through ``edvr()`` on ``device``."""
         import edvr_vs
 
-        clip, _ = self.source()
+        if clip is None:
+            clip, _ = self.source()
         try:
             return edvr_vs.edvr(mark_cuts(clip, self.scene_threshold), model=self.model, weights=self.weights,
                                 device=device, precision=self.precision, tile=self.tile, **self.speed)
@@ -89,10 +91,9 @@ class Job:
             raise JobError("no default model is shipped with this version; pass --model or --weights")
         return zoo.entry(name).arch.radius
 
-    def audio_from(self) -> str | None:
-        """The file whose audio the output carries: the input's, when the range starts at its first frame."""
-        _, start = self.source()
-        return self.input if start == 0 else None
+    def audio_from(self, first: int) -> str | None:
+        """The file whose audio the output carries: the input's, when the range starts at its ``first`` frame."""
+        return self.input if first == 0 else None
 
     def settings(self) -> dict[str, object]:
         """Everything but the input that decides the output, as JSON values; weights by their sha256."""

@@ -83,7 +83,7 @@ def main() -> int:
                   weights=str(make_weights(folder, args.feat)), encoder="ffv1")
         t0 = time.monotonic()
         single = folder / "single.mkv"
-        encode(job.restored("cpu"), single, job.encoder, [], audio_from=job.audio_from(),
+        encode(job.restored("cpu"), single, job.encoder, [], audio_from=job.audio_from(0),
                progress=lambda *_: None)
         single_s = time.monotonic() - t0
         reference = frame_hashes(single)

@@ -171,7 +171,7 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     rep.chunks, rep.context_frames = len(run.chunks), sum(c.context for c in run.chunks)
     t0 = time.monotonic()
     concat([work.segment(c) for c in run.chunks], output, [c.frames / clip.fps for c in run.chunks],
-           job.audio_from())
+           job.audio_from(first))
     rep.concat_s = time.monotonic() - t0
     work.remove()
     return rep
