@@ -224,6 +224,14 @@ def test_local_instance_listens_on_loopback_only_with_token_auth(tmp_path):
         loopback = ("0100007F:", "0000000000000000FFFF00000100007F:", "00000000000000000000000001000000:")
         assert all(a.startswith(loopback) for a in addresses), addresses
         assert not _dashboard_reachable()
+        # the token is enforced: a client with another token is turned away
+        probe = ("import ray, sys\n"
+                 "try:\n    ray.init(address=sys.argv[1]); print('JOINED')\n"
+                 "except Exception as e:\n    print('REFUSED', type(e).__name__)\n")
+        wrong = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 32, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+        res = subprocess.run([sys.executable, "-c", probe, info["gcs"]], env=wrong, capture_output=True, text=True,
+                             timeout=120)
+        assert res.stdout.startswith("REFUSED"), res.stdout + res.stderr[-1000:]
         proc.stdin.write("\n")
         proc.stdin.flush()
         assert proc.wait(timeout=60) == 0
