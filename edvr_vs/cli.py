@@ -20,6 +20,7 @@ from edvr_vs.job import Job, JobError
 from edvr_vs.media import ENCODERS, MediaError, encode
 from edvr_vs.scenes import DEFAULT_THRESHOLD
 from edvr_vs.speed import Speed, switch_type
+from edvr_vs.video_tags import VideoTags
 from edvr_vs.train.loop import add_arguments as train_arguments
 
 
@@ -48,7 +49,7 @@ CLUSTER_ONLY = ("min_chunk", "max_chunk", "work_dir", "retries")
 
 
 def job_from(args: argparse.Namespace) -> Job:
-    return Job(input=args.input, frames=args.frames, model=args.model, weights=args.weights,
+    return Job(input=args.input, node=args.node, frames=args.frames, model=args.model, weights=args.weights,
                precision=args.precision, tile=args.tile, speed=speed_options(args),
                scene_threshold=args.scene_threshold, encoder=args.encoder, encoder_args=tuple(args.extra))
 
@@ -65,10 +66,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"{', '.join(given)} only apply with --workers or --cluster")
     clip, first = job.source()
     out = job.restored(args.device, clip)
+    streams = job.passthrough(output, clip, first)
     sys.stderr.write(f"edvr-vs: {args.input} ({clip.width}x{clip.height}, {clip.num_frames} frames) -> "
                      f"{output} ({out.width}x{out.height}, {args.encoder})\n")
+    for note in streams.notes if streams else ():
+        sys.stderr.write(f"edvr-vs: {note}\n")
     try:
-        encode(out, output, job.encoder, list(job.encoder_args), audio_from=job.audio_from(first))
+        encode(out, output, job.encoder, list(job.encoder_args), tags=VideoTags.of(clip), passthrough=streams)
     except (vs.Error, BrokenPipeError) as e:
         raise CliError(f"processing failed: {e}") from None
     sys.stderr.write(f"edvr-vs: wrote {output}\n")
@@ -116,7 +120,9 @@ def _count(value: str) -> int:
 
 
 def _add_run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("input")
+    run.add_argument("input", help="a video file, or a VapourSynth script (.vpy) whose output EDVR restores")
+    run.add_argument("--node", type=_count, default=0, metavar="N",
+                     help="with a .vpy input: the script's output N (default 0)")
     run.add_argument("-o", "--output", required=True, help="output file; its extension picks the container")
     src = run.add_mutually_exclusive_group()
     src.add_argument("--model", help="zoo model name (see `edvr-vs models`); default: the embedded model")

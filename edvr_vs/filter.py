@@ -276,7 +276,17 @@ def _restore(a: dict[str, object]) -> tuple[vs.VideoNode, Engine]:
     return _build(clip, net, opts)
 
 
+_graphs_built = 0  # edvr() graphs built by this process
+
+
+def graphs_built() -> int:
+    """How many ``edvr()`` graphs this process has built (a script loader asks: did the script call it?)."""
+    return _graphs_built
+
+
 def _build(clip: vs.VideoNode, net: EDVR, opts: Options) -> tuple[vs.VideoNode, Engine]:
+    global _graphs_built
+    _graphs_built += 1
     cfg = net.config
     radius, padding, length = cfg.radius, opts.padding, clip.num_frames
     engine = Engine(net, opts.device, opts.precision, width=clip.width, height=clip.height, tile=opts.tile,

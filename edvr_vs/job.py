@@ -1,6 +1,6 @@
 """What ``edvr-vs run`` computes, in one place, for one process and for a cluster's workers alike.
 
-A ``Job`` names the source, the frame range, the filter's options, the scene-cut rule and the
+A ``Job`` names the source (a video file, or a ``.vpy`` script and its output node), the frame range, the filter's options, the scene-cut rule and the
 encoder. ``Job.restored(device)`` builds the same VapourSynth graph wherever it is called (source →
 scene cuts marked → ``edvr()``), so frames ``[a, b)`` of it equal frames ``[a, b)`` of a whole run.
 """
@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import vapoursynth as vs
 
 from edvr_vs.files import sha256_of
 from edvr_vs.media import open_source
+from edvr_vs.passthrough import Passthrough, plan as plan_passthrough
 from edvr_vs.scenes import DEFAULT_THRESHOLD, check_threshold, mark_cuts
+from edvr_vs.script import is_script, load_script
 
 
 class JobError(Exception):
@@ -44,6 +47,7 @@ class Job:
     """``edvr-vs run``'s options that decide the output's frames and encoding."""
 
     input: str
+    node: int = 0  # the output of a .vpy script
     frames: str | None = None
     model: str | None = None
     weights: str | None = None
@@ -59,10 +63,12 @@ class Job:
             check_threshold(self.scene_threshold)
         except ValueError as e:
             raise JobError(f"--scene-threshold: {e}") from None
+        if self.node and not is_script(self.input):
+            raise JobError(f"--node {self.node} applies to .vpy scripts only, and {self.input!r} is not one")
 
     def source(self) -> tuple[vs.VideoNode, int]:
-        """The selected frames of the input and the index of the first one in the file."""
-        clip = open_source(self.input)
+        """The selected frames of the input and the index of the first one in the file (or script output)."""
+        clip = load_script(self.input, self.node) if is_script(self.input) else open_source(self.input)
         start, stop = parse_frames(self.frames, clip.num_frames)
         return clip[start:stop], start
 
@@ -91,9 +97,15 @@ class Job:
             raise JobError("no default model is shipped with this version; pass --model or --weights")
         return zoo.entry(name).arch.radius
 
-    def audio_from(self, first: int) -> str | None:
-        """The file whose audio the output carries: the input's, when the range starts at its ``first`` frame."""
-        return self.input if first == 0 else None
+    def passthrough(self, output: Path, clip: vs.VideoNode, first: int) -> Passthrough | None:
+        """How the input's other streams (audio, subtitles, chapters, ...) go into ``output`` beside the
+        restored ``clip`` (``source()``'s frames, from the input's frame ``first``); None for a script."""
+        if is_script(self.input):
+            return None
+        if self.frames is None:
+            return plan_passthrough(self.input, output)
+        fps = Fraction(clip.fps_num, clip.fps_den)
+        return plan_passthrough(self.input, output, start=first / fps, duration=clip.num_frames / fps)
 
     def settings(self) -> dict[str, object]:
         """Everything but the input that decides the output, as JSON values; weights by their sha256."""

@@ -3,7 +3,7 @@
 - ``ffmpeg_exe``: ffmpeg from ``PATH``, else the binary in the imageio-ffmpeg wheel.
 - ``open_source``: any video file through a VapourSynth source plugin from PyPI.
 - ``encode``: a clip piped as y4m into ffmpeg, into a file that appears only when complete.
-- ``concat``: encoded segments joined without re-encoding, with the source's audio.
+- ``concat``: encoded segments joined without re-encoding, with the source's other streams.
 - ``read_video`` / ``read_images``: frames as uint8 RGB arrays (t, h, w, 3).
 
 Failures raise ``MediaError`` with a message that names the file or the tool.
@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import vapoursynth as vs
@@ -29,6 +30,10 @@ import vapoursynth as vs
 from edvr_vs.colour import default_matrix
 from edvr_vs.files import atomic_output
 from edvr_vs.frame_io import frame_tensor
+from edvr_vs.video_tags import VideoTags
+
+if TYPE_CHECKING:
+    from edvr_vs.passthrough import Passthrough
 
 core = vs.core
 
@@ -119,27 +124,50 @@ def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subproc
             raise
 
 
-def _audio_args(audio_from: str | None) -> list[str]:
-    """Map input 0's video and, from ``audio_from`` (input 1), every audio stream as it is."""
-    return ["-i", audio_from, "-map", "0:v", "-map", "1:a?", "-c:a", "copy"] if audio_from else ["-map", "0:v"]
+def _video_args(tags: VideoTags, extra: list[str]) -> list[str]:
+    """``extra`` with the frames labelled by ``tags`` first (before a ``-vf`` chain of the user's)."""
+    label = tags.ffmpeg_filter()
+    out = list(extra)
+    if label:
+        for i, arg in enumerate(out[:-1]):
+            if arg in ("-vf", "-filter:v", "-filter:v:0"):
+                out[i + 1] = f"{label},{out[i + 1]}"
+                break
+        else:
+            out = ["-vf", label, *out]
+    if "-color_range" not in out:
+        out += tags.ffmpeg_output_args()
+    return out
 
 
-def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], audio_from: str | None = None,
-           progress: Callable[[int, int], None] | None = None) -> None:
+def _streams_args(video_input: list[str], passthrough: Passthrough | None) -> list[str]:
+    """Inputs and maps: the restored video as input 0 (``video_input``), the source's other streams as input 1."""
+    if passthrough is None:
+        return [*video_input, "-map", "0:v"]
+    return [*passthrough.video_input_args(), *video_input, *passthrough.input_args(), "-map", "0:v",
+            *passthrough.output_args()]
+
+
+def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], tags: VideoTags | None = None,
+           passthrough: Passthrough | None = None, progress: Callable[[int, int], None] | None = None) -> None:
     """Pipe ``clip`` as y4m into ffmpeg with ``encoder`` (a name of ``ENCODERS`` or any ffmpeg encoder) and
-    ``extra`` arguments (default: ``DEFAULT_ENCODER_ARGS``), copying the audio of ``audio_from``; ``progress``
-    (default: a line on stderr) is called with (frames done, total). The result appears under ``output``
-    only when complete; on any failure or interruption nothing is left behind and ffmpeg is killed."""
+    ``extra`` arguments (default: ``DEFAULT_ENCODER_ARGS``); the video is tagged with ``tags`` (the
+    clip's picture as its source describes it; default: frame 0's props), and the source's other
+    streams come in as ``passthrough`` plans; ``progress`` (default: a line on stderr) is called with
+    (frames done, total). The result appears under ``output`` only when complete; on any failure or
+    interruption nothing is left behind and ffmpeg is killed."""
+    tags = tags or VideoTags.of(clip)
     if clip.format.color_family == vs.RGB:
         clip = core.resize.Bicubic(clip, format=vs.YUV444P10, matrix=1)
+        tags = tags.converted(matrix=1, full_range=False, subsampled=False)
     codec = ENCODERS.get(encoder, encoder)
     show = progress or progress_line(clip.num_frames)
 
     def feed(proc: subprocess.Popen) -> None:
         clip.output(proc.stdin, y4m=True, progress_update=show)
 
-    cmd = ["-f", "yuv4mpegpipe", "-i", "-", *_audio_args(audio_from),
-           "-c:v", codec, *(extra or DEFAULT_ENCODER_ARGS.get(codec, []))]
+    cmd = [*_streams_args(["-f", "yuv4mpegpipe", "-i", "-"], passthrough),
+           "-c:v", codec, *_video_args(tags, extra or DEFAULT_ENCODER_ARGS.get(codec, []))]
     try:
         _run_ffmpeg(cmd, Path(output), codec, feed)
     finally:
@@ -147,12 +175,13 @@ def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], aud
             sys.stderr.write("\n")
 
 
-def concat(segments: list[Path], output: Path, durations: list[Fraction], audio_from: str | None = None) -> None:
+def concat(segments: list[Path], output: Path, durations: list[Fraction], passthrough: Passthrough | None = None
+           ) -> None:
     """Join encoded ``segments`` (same codec and settings, each starting with a key frame; ``durations``
-    in seconds) into ``output`` without re-encoding, with every audio stream of ``audio_from``; the file
-    appears only when complete. Each segment starts where the durations before it end, rounded once
-    to the microsecond, so timestamps come out as those of one encode (segments in NUT keep a time
-    base in which every frame is a whole number of ticks)."""
+    in seconds) into ``output`` without re-encoding, with the source's other streams as ``passthrough``
+    plans; the file appears only when complete. Each segment starts where the durations before it end,
+    rounded once to the microsecond, so timestamps come out as those of one encode (segments in NUT
+    keep a time base in which every frame is a whole number of ticks)."""
     lines, end = [], Fraction(0)
     for seg, duration in zip(segments, durations, strict=True):
         start, end = end, end + duration
@@ -162,7 +191,7 @@ def concat(segments: list[Path], output: Path, durations: list[Fraction], audio_
     with tempfile.TemporaryDirectory(prefix="edvr_vs-concat-") as tmp:
         listing = Path(tmp) / "segments.txt"
         listing.write_text("".join(lines))
-        cmd = ["-f", "concat", "-safe", "0", "-i", str(listing), *_audio_args(audio_from), "-c:v", "copy"]
+        cmd = [*_streams_args(["-f", "concat", "-safe", "0", "-i", str(listing)], passthrough), "-c:v", "copy"]
         _run_ffmpeg(cmd, Path(output), "concat")
 
 

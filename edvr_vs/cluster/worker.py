@@ -18,6 +18,7 @@ from edvr_vs.chunks import Chunk
 from edvr_vs.files import sha256_of
 from edvr_vs.job import Job
 from edvr_vs.media import encode
+from edvr_vs.video_tags import VideoTags
 
 REPORT_EVERY_S = 0.5
 
@@ -45,7 +46,9 @@ class ChunkWorker:
         if threads:  # Ray sets OMP_NUM_THREADS to the actor's CPUs; the driver's count gives its frames
             torch.set_num_threads(threads)
         self.job = job
-        self.out = job.restored(device)
+        clip, _ = job.source()
+        self.tags = VideoTags.of(clip)
+        self.out = job.restored(device, clip)
         self.place = {"host": socket.gethostname(), "pid": os.getpid(),
                       "device": f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu",
                       "threads": torch.get_num_threads()}
@@ -66,6 +69,6 @@ class ChunkWorker:
                 board.report.remote(chunk.index, done)
 
         encode(self.out[chunk.start:chunk.stop], Path(segment), self.job.encoder, list(self.job.encoder_args),
-               progress=progress)
+               tags=self.tags, progress=progress)
         return {"frames": chunk.frames, "sha256": sha256_of(segment), "seconds": round(time.monotonic() - t0, 3),
                 **self.place}
