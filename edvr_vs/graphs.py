@@ -27,6 +27,7 @@ yet run on a GPU (README "Performance"), which is why ``cuda_graphs`` is off by 
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class GraphCache:
 
     def _capture(self, key: tuple, shapes: list[torch.Size], fill: Callable[[list[torch.Tensor]], object],
                  stream: torch.cuda.Stream) -> _Captured:
+        print(f"edvr: capturing a CUDA graph on {self.device} for inputs {[tuple(s) for s in shapes]} (once per "
+              "input size and stream)", file=sys.stderr)
         with torch.cuda.device(self.device):
             inputs = [self.alloc(s) for s in shapes]
             fill(inputs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import sys
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -76,10 +77,12 @@ def compile_options(name: str, defines: dict[str, int] | None = None) -> tuple[s
 
 
 @functools.lru_cache(maxsize=None)
-def _module(source: str, options: tuple[str, ...], arch: str, index: int):  # -> cupy.RawModule
+def _module(name: str, source: str, options: tuple[str, ...], arch: str, index: int):  # -> cupy.RawModule
     import cupy
 
     module = cupy.RawModule(code=source, options=options, backend="nvrtc")
+    print(f"edvr: compiling {name} for {arch} (cuda:{index}) with NVRTC; once per process, from CuPy's cache "
+          "after the first time", file=sys.stderr)
     try:
         with cupy.cuda.Device(index):  # loaded into that device's context, not CuPy's current one
             module.compile()
@@ -97,7 +100,7 @@ def get_function(name: str, entry: str, device: torch.device, defines: dict[str,
 @functools.lru_cache(maxsize=None)
 def _function(name: str, entry: str, index: int, defines: tuple[tuple[str, int], ...]):
     major, minor = torch.cuda.get_device_capability(index)
-    return _module(read_source(name), compile_options(name, dict(defines)), f"sm_{major}{minor}",
+    return _module(name, read_source(name), compile_options(name, dict(defines)), f"sm_{major}{minor}",
                    index).get_function(entry)
 
 

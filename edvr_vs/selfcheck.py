@@ -93,6 +93,8 @@ def _once(key: tuple[str, str, str], check: Callable[[], KernelCheck]) -> Kernel
     with _LOCK:
         if key in _RESULTS:
             return _RESULTS[key]
+        print(f"edvr: checking the kernel {key[0]} on {key[1]} ({key[2]}) against its reference (first use)",
+              file=sys.stderr)
         result = _RESULTS[key] = check()
     if not result.ok:
         print(f"edvr: the CUDA kernel {result.kernel} on {result.device} ({result.dtype}) failed its self-check "

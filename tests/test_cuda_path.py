@@ -147,3 +147,14 @@ def test_steady_state_makes_no_host_synchronisation(tiny_weights):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
+
+
+def test_first_use_says_what_it_compiles(capfd):
+    from edvr_vs import kernel_loader
+
+    kernel_loader._function.cache_clear()
+    kernel_loader._module.cache_clear()
+    x, offset, mask = dcn_inputs(1, 8, 8, 8, 1)
+    sample_columns_cuda(x, offset, mask, *GEOMETRY)
+    major, minor = torch.cuda.get_device_capability()
+    assert f"edvr: compiling deform_sample.cu for sm_{major}{minor} (cuda:0) with NVRTC" in capfd.readouterr().err

@@ -156,7 +156,7 @@ class FakeDevice:
         FakeDevice.current = self.saved
 
 
-def test_graph_cache_bookkeeping(monkeypatch):
+def test_graph_cache_bookkeeping(monkeypatch, capsys):
     """Static inputs refilled per call, results copied out, one graph per (stream, shapes), and
     threads sharing a graph never see each other's inputs."""
     local = threading.local()
@@ -196,6 +196,7 @@ def test_graph_cache_bookkeeping(monkeypatch):
 
     results = [run(seed) for seed in range(3)]
     assert calls == [False, True] and len(graphs) == 1  # warm-up, capture; then replays only
+    assert capsys.readouterr().err.count("edvr: capturing a CUDA graph on cuda:1 for inputs [(6, 5), (5, 4)]") == 1
     for got, want in results:  # each result is its own copy, not the graph's static output
         torch.testing.assert_close(got, want)
 

@@ -70,6 +70,8 @@ class _Run:
                 self.pending.append(c)
         if plan.complete and not was_complete:
             self.work.finish_plan(plan.starts)
+            say(f"\redvr-vs: plan complete: {len(plan.starts) + 1} scenes in {len(self.chunks)} chunks "
+                f"(scene cuts found in {plan.seconds:.1f} s)\n")
 
 
 def _compute(run: _Run, plan: PlanThread, pool: WorkerPool) -> None:
@@ -99,6 +101,7 @@ def _compute(run: _Run, plan: PlanThread, pool: WorkerPool) -> None:
 def _run_pool(run: _Run, plan: PlanThread, workers: int | None, cluster: str | None, device: str | None,
               retries: int) -> None:
     t0 = time.monotonic()
+    say(f"edvr-vs: joining the Ray cluster at {cluster}\n" if cluster else "edvr-vs: starting a local Ray instance\n")
     ray = session.start(cluster, workers)
     try:
         pool = WorkerPool(ray, run.job, session.slots(ray, workers, device), run.work, retries)
@@ -152,6 +155,9 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     try:
         run.done_before = work.start(source, settings, earlier)
         say(f"edvr-vs: {clip.num_frames} frames; {len(run.done_before)} chunks already done in {work.path}\n")
+        say(f"edvr-vs: planning: reusing the scene cuts of the earlier run\n" if known is not None else
+            f"edvr-vs: planning: looking for scene cuts in {clip.num_frames} frames, in the background; chunks "
+            "start as soon as they are planned\n")
         plan = PlanThread(clip, job.scene_threshold, radius, min_chunk, max_chunk, known)
         try:
             everything_done = known is not None and all(

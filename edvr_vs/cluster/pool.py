@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from types import ModuleType
 
 from edvr_vs.chunks import Chunk
@@ -49,6 +49,9 @@ class WorkerPool:
         self.retried = 0
         self.t0 = time.monotonic()
         self.ready_s: float | None = None
+        devices = Counter(slot.device for slot in slots)
+        say(f"edvr-vs: starting {len(slots)} workers ({', '.join(f'{n} {d}' for d, n in devices.items())}); each "
+            "opens the source and loads the model\n")
         for slot in slots:
             self._spawn(slot)
 
