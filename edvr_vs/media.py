@@ -175,11 +175,12 @@ def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], tag
             sys.stderr.write("\n")
 
 
-def concat(segments: list[Path], output: Path, durations: list[Fraction], passthrough: Passthrough | None = None
-           ) -> None:
+def concat(segments: list[Path], output: Path, durations: list[Fraction], tags: VideoTags | None = None,
+           passthrough: Passthrough | None = None) -> None:
     """Join encoded ``segments`` (same codec and settings, each starting with a key frame; ``durations``
-    in seconds) into ``output`` without re-encoding, with the source's other streams as ``passthrough``
-    plans; the file appears only when complete. Each segment starts where the durations before it end,
+    in seconds) into ``output`` without re-encoding, described by ``tags`` (segment formats such as NUT
+    drop the colour description), with the source's other streams as ``passthrough`` plans; the file
+    appears only when complete. Each segment starts where the durations before it end,
     rounded once to the microsecond, so timestamps come out as those of one encode (segments in NUT
     keep a time base in which every frame is a whole number of ticks)."""
     lines, end = [], Fraction(0)
@@ -191,7 +192,8 @@ def concat(segments: list[Path], output: Path, durations: list[Fraction], passth
     with tempfile.TemporaryDirectory(prefix="edvr_vs-concat-") as tmp:
         listing = Path(tmp) / "segments.txt"
         listing.write_text("".join(lines))
-        cmd = [*_streams_args(["-f", "concat", "-safe", "0", "-i", str(listing)], passthrough), "-c:v", "copy"]
+        cmd = [*_streams_args(["-f", "concat", "-safe", "0", "-i", str(listing)], passthrough), "-c:v", "copy",
+               *(tags.ffmpeg_copy_args() if tags else [])]
         _run_ffmpeg(cmd, Path(output), "concat")
 
 

@@ -3,7 +3,8 @@
 y4m (what VapourSynth pipes into ffmpeg) carries size, depth and frame rate only: no sample aspect
 ratio, colour description or chroma siting. ``VideoTags`` reads them from frame props and gives
 ffmpeg the filter that labels the frames (``setsar``, ``setparams``: labels only, no conversion) and
-the encoder's range, so the encoder and the container write them. An unspecified value stays
+the encoder's range, so the encoder and the container write them (for a stream copy, the
+container's description alone). An unspecified value stays
 unspecified: the source's silence is kept, not replaced by a guess.
 
 Prop numbers are ITU-T H.273's, as are ffmpeg's, except chroma siting (VapourSynth counts from 0 =
@@ -75,3 +76,11 @@ class VideoTags:
     def ffmpeg_output_args(self) -> list[str]:
         """Encoder options: the range (without it, encoders that prefer limited range get converted frames)."""
         return [] if self.full_range is None else ["-color_range", "pc" if self.full_range else "tv"]
+
+    def ffmpeg_copy_args(self) -> list[str]:
+        """Output options that describe a stream-copied video in the container (the pixel aspect ratio
+        travels with the stream)."""
+        given = {"-colorspace": self.matrix, "-color_primaries": self.primaries, "-color_trc": self.transfer,
+                 "-chroma_sample_location": None if self.chroma_location is None else CHROMA_SITINGS[
+                     self.chroma_location]}
+        return [*self.ffmpeg_output_args(), *(a for k, v in given.items() if v is not None for a in (k, str(v)))]

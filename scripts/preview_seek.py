@@ -34,7 +34,7 @@ import numpy as np
 def start_xvfb() -> None:
     """A private Xvfb on a free display number, stopped when this process ends."""
     read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "3000x2000x24", "-nolisten", "tcp"],
                             pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
     with os.fdopen(read) as f:
@@ -98,8 +98,9 @@ def main() -> int:
     win.load_script(SPath(args.script.resolve()), [], False, None, None, None)
     if win.script_exec_failed or not win.outputs:
         raise SystemExit(f"vs-preview could not load {args.script}")
-    win.setGeometry(0, 0, 1200, 900)  # no window manager on Xvfb: make room for the whole frame at 100 %
     out, view = win.current_output, win.graphics_view
+    # No window manager on Xvfb: make room for the whole frame at 100 % (and the toolbars below it).
+    win.setGeometry(0, 0, max(1200, out.width + 500), max(900, out.height + 400))
     result: dict[str, object] = {"platform": app.platformName(), "load_s": round(time.perf_counter() - t0, 3),
                                  "size": [out.width, out.height]}
 
@@ -124,7 +125,11 @@ def main() -> int:
         deadline = time.perf_counter() + limit_s
         while not np.array_equal(on_screen(), rendered):
             if time.perf_counter() > deadline:
-                raise SystemExit("the rendered frame did not reach the screen")
+                shown, vp = on_screen(), view.viewport().size()
+                differ = int((shown != rendered).any(axis=-1).sum()) if shown.shape == rendered.shape else "all"
+                raise SystemExit(f"the rendered frame did not reach the screen within {limit_s:.0f} s: {differ} "
+                                 f"pixels of {rendered.shape[1]}x{rendered.shape[0]} differ (window "
+                                 f"{win.width()}x{win.height()}, video area {vp.width()}x{vp.height()})")
             app.processEvents()
             time.sleep(0.002)
 

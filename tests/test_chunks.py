@@ -15,8 +15,11 @@ from edvr_vs.chunks import Chunk, ChunkPlanner, plan_chunks
 from edvr_vs.cluster.manifest import WorkDir, WorkDirError, source_identity
 from edvr_vs.cluster.planning import PlanThread
 from edvr_vs.media import concat, encode, open_source
+from edvr_vs.passthrough import plan
+from edvr_vs.video_tags import VideoTags
 from edvr_vs.window import scene_window, window_indices
-from tests.media_checks import CUT_CLIP_FRAMES, CUT_CLIP_STARTS, framemd5, make_cut_clip
+from tests.media_checks import (CUT_CLIP_FRAMES, CUT_CLIP_STARTS, chapters, framemd5, make_cut_clip, make_tagged_clip,
+                                packet_times)
 
 core = vs.core
 
@@ -119,6 +122,26 @@ def test_joined_segments_equal_one_encode(tmp_path, fps, encoder):
     else:  # lossy, B-frames: each segment is its own encode, so compare the frames' timestamps only
         assert [line.split(",")[1:4] for line in joined] == [line.split(",")[1:4] for line in one]
     assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("encoder", ["ffv1", "x264"])
+def test_joined_segments_say_what_the_source_said(tmp_path, encoder):
+    """Segments in NUT lose the colour description (FFV1 has none in its bitstream): the join writes
+    the source's tags, pixel aspect, audio, subtitles and chapters as a single encode would."""
+    src = make_tagged_clip(tmp_path / "tagged.mkv")
+    clip = open_source(src)
+    tags = VideoTags.of(clip)
+    segments = []
+    for i, (a, b) in enumerate([(0, 12), (12, 30)]):
+        segments.append(tmp_path / f"s{i}.nut")
+        encode(clip[a:b], segments[-1], encoder, [], tags=tags, progress=lambda *_: None)
+    out = tmp_path / "joined.mkv"
+    fps = Fraction(clip.fps_num, clip.fps_den)
+    concat(segments, out, [Fraction(12) / fps, Fraction(18) / fps], tags, plan(str(src), out))
+    assert VideoTags.of(open_source(out)) == tags
+    for stream in ("a", "s"):
+        assert packet_times(out, stream) == packet_times(src, stream)
+    assert chapters(out) == chapters(src)
 
 
 def test_manifest_resumes_and_refuses_other_jobs(tmp_path, cut_clip):

@@ -24,6 +24,7 @@ from edvr_vs.cluster.pool import WorkerPool, say
 from edvr_vs.cluster.session import ClusterError
 from edvr_vs.job import Job
 from edvr_vs.media import concat, fmt_time
+from edvr_vs.video_tags import VideoTags
 
 RETRIES = 3
 
@@ -179,7 +180,8 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     rep = run.report
     rep.chunks, rep.context_frames = len(run.chunks), sum(c.context for c in run.chunks)
     t0 = time.monotonic()
-    concat([work.segment(c) for c in run.chunks], output, [c.frames / clip.fps for c in run.chunks], streams)
+    concat([work.segment(c) for c in run.chunks], output, [c.frames / clip.fps for c in run.chunks],
+           VideoTags.of(clip), streams)
     rep.concat_s = time.monotonic() - t0
     work.remove()
     return rep

@@ -50,7 +50,7 @@ class WorkerPool:
         self.t0 = time.monotonic()
         self.ready_s: float | None = None
         devices = Counter(slot.device for slot in slots)
-        say(f"edvr-vs: starting {len(slots)} workers ({', '.join(f'{n} {d}' for d, n in devices.items())}); each "
+        say(f"edvr-vs: starting {len(slots)} worker{'s' if len(slots) != 1 else ''} ({', '.join(f'{n} {d}' for d, n in devices.items())}); each "
             "opens the source and loads the model\n")
         for slot in slots:
             self._spawn(slot)
