@@ -1,6 +1,5 @@
 """Media plumbing shared by the CLI, training and the scripts: ffmpeg, sources, encoding, frames.
 
-- ``ffmpeg_exe``: ffmpeg from ``PATH``, else the binary in the imageio-ffmpeg wheel.
 - ``open_source``: any video file through a VapourSynth source plugin from PyPI.
 - ``encode``: a clip piped as y4m into ffmpeg, into a file that appears only when complete.
 - ``concat``: encoded segments joined without re-encoding, with the source's other streams.
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import numpy as np
 import vapoursynth as vs
 
 from edvr_vs.colour import default_matrix
+from edvr_vs.ffmpeg import MediaError, ffmpeg_exe
 from edvr_vs.files import atomic_output
 from edvr_vs.frame_io import frame_tensor
 from edvr_vs.video_tags import VideoTags
@@ -40,23 +39,6 @@ core = vs.core
 ENCODERS = {"x265": "libx265", "x264": "libx264", "ffv1": "ffv1", "av1": "libsvtav1", "vp9": "libvpx-vp9"}
 DEFAULT_ENCODER_ARGS = {"libx265": ["-crf", "18", "-preset", "medium"], "libx264": ["-crf", "16", "-preset", "medium"],
                         "ffv1": ["-level", "3"]}
-
-
-class MediaError(RuntimeError):
-    """A file that cannot be read or written, or a missing tool; the message says which."""
-
-
-def ffmpeg_exe() -> str:
-    """ffmpeg from PATH, else the binary shipped in the imageio-ffmpeg wheel."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as e:
-        raise MediaError(f"no ffmpeg found on PATH and imageio-ffmpeg has none ({e}); install ffmpeg") from None
 
 
 def open_source(path: str | os.PathLike[str]) -> vs.VideoNode:

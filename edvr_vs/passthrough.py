@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from edvr_vs.media import MediaError, ffmpeg_exe
+from edvr_vs.ffmpeg import MediaError, ffmpeg_exe
 
 KINDS = ("Audio", "Subtitle", "Attachment", "Data")
 # What to try, in order, for a stream the container cannot take as it is (None: the container's default

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import faulthandler
+import importlib
 import json
 import os
 import shutil
@@ -82,7 +83,7 @@ def main() -> int:
         raise SystemExit("no X display: set DISPLAY or pass --xvfb")
 
     t0 = time.perf_counter()
-    from vspreview import qt_patch  # noqa: F401  (vs-preview's own entry point imports it first)
+    importlib.import_module("vspreview.qt_patch")  # vs-preview's own entry point imports it first
     from jetpytools import SPath
     from PyQt6.QtWidgets import QApplication
     from vspreview.core.types.units import Frame

@@ -156,7 +156,7 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     try:
         run.done_before = work.start(source, settings, earlier)
         say(f"edvr-vs: {clip.num_frames} frames; {len(run.done_before)} chunks already done in {work.path}\n")
-        say(f"edvr-vs: planning: reusing the scene cuts of the earlier run\n" if known is not None else
+        say("edvr-vs: planning: reusing the scene cuts of the earlier run\n" if known is not None else
             f"edvr-vs: planning: looking for scene cuts in {clip.num_frames} frames, in the background; chunks "
             "start as soon as they are planned\n")
         plan = PlanThread(clip, job.scene_threshold, radius, min_chunk, max_chunk, known)
