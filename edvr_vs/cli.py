@@ -66,13 +66,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"{', '.join(given)} only apply with --workers or --cluster")
     clip, first = job.source()
     out = job.restored(args.device, clip)
-    streams = job.passthrough(output, clip, first)
+    times = job.frame_times()
+    streams = job.passthrough(output, clip, first, times)
     sys.stderr.write(f"edvr-vs: {args.input} ({clip.width}x{clip.height}, {clip.num_frames} frames) -> "
                      f"{output} ({out.width}x{out.height}, {args.encoder})\n")
-    for note in streams.notes if streams else ():
+    notes = [*(streams.notes if streams else ()),
+             *([f"variable frame rate: the output keeps the source's timestamps ({len(times.pts)} frames)"]
+               if times else [])]
+    for note in notes:
         sys.stderr.write(f"edvr-vs: {note}\n")
     try:
-        encode(out, output, job.encoder, list(job.encoder_args), tags=VideoTags.of(clip), passthrough=streams)
+        encode(out, output, job.encoder, list(job.encoder_args), tags=VideoTags.of(clip), passthrough=streams,
+               times=times, first=first)
     except (vs.Error, BrokenPipeError) as e:
         raise CliError(f"processing failed: {e}") from None
     sys.stderr.write(f"edvr-vs: wrote {output}\n")

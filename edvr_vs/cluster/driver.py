@@ -141,6 +141,9 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     streams = job.passthrough(output, clip, first)
     for note in streams.notes if streams else ():
         say(f"edvr-vs: {note}\n")
+    if job.frame_times() is not None:
+        say(f"edvr-vs: the source has a variable frame rate; with --workers/--cluster the output is written at a "
+            f"constant {clip.fps_num}/{clip.fps_den} fps (a single-process run keeps its timestamps)\n")
     created = not work.path.exists()
     work.lock()
     try:
