@@ -278,8 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="restore a video file into an encoded file",
-                         description="Read INPUT with a VapourSynth source plugin, run EDVR, encode with ffmpeg. "
-                                     "Arguments after -- go to the encoder.")
+                         description="Read INPUT with a VapourSynth source plugin (or run a .vpy script), run "
+                                     "EDVR, encode with ffmpeg, keeping the source's pixel aspect, colour "
+                                     "description, siting, timestamps, audio, subtitles and chapters. Arguments "
+                                     "after -- go to the encoder.")
     _add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
