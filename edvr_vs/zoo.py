@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from edvr_vs.files import CHUNK, sha256_of, write_text_atomic
+from edvr_vs.files import CHUNK, exclusive_lock, sha256_of, write_text_atomic
 from edvr_vs.nn.edvr import EDVR, EDVRConfig
 
 GDRIVE_URL = "https://drive.google.com/uc?export=download&id={id}"
@@ -235,9 +235,24 @@ def _fetch_once(url: str, part: Path, label: str, progress: bool,
 
 def download_file(url: str, dest: Path, sha256: str, *, label: str | None = None, progress: bool = True,
                   opener: Callable[..., object] = urllib.request.urlopen) -> Path:
-    """Download ``url`` to ``dest`` atomically, verified against ``sha256`` (full or prefix)."""
+    """Download ``url`` to ``dest`` atomically, verified against ``sha256`` (full or prefix). Processes
+    and threads fetching the same ``dest`` take turns (a lock file beside it): one downloads, the
+    others wait and then find the verified file."""
     label = label or dest.name
     dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def waiting() -> None:
+        if progress:
+            sys.stderr.write(f"{label}: another process is downloading it; waiting\n")
+
+    with exclusive_lock(dest.with_name(dest.name + ".lock"), on_wait=waiting):
+        if dest.is_file() and sha256_of(dest).startswith(sha256):  # downloaded while this one waited
+            return dest
+        return _download_locked(url, dest, sha256, label, progress, opener)
+
+
+def _download_locked(url: str, dest: Path, sha256: str, label: str, progress: bool,
+                     opener: Callable[..., object]) -> Path:
     part = dest.with_name(dest.name + ".part")
     errors = []
     for attempt in range(1, _retries() + 1):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -116,6 +118,24 @@ class Server:
         h.wfile.write(self.payload[:100])
         h.wfile.flush()
         time.sleep(3)
+
+    def route_slow_pth(self, h):  # ranges, in 20 pieces over about a second
+        start = int(re.match(r"bytes=(\d+)-", h.headers["Range"])[1]) if h.headers.get("Range") else 0
+        body = self.payload[start:]
+        h.send_response(206 if start else 200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", str(len(body)))
+        if start:
+            h.send_header("Content-Range", f"bytes {start}-{len(self.payload) - 1}/{len(self.payload)}")
+        h.end_headers()
+        step = max(1, len(self.payload) // 20)
+        try:
+            for i in range(0, len(body), step):
+                h.wfile.write(body[i:i + step])
+                h.wfile.flush()
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):  # the client was killed
+            pass
 
     def route_error_html(self, h):
         self.send(h, b"<html><head><title>Quota exceeded</title></head><body>Too many users</body></html>",
@@ -265,3 +285,44 @@ def test_file_put_by_hand_is_verified(home, monkeypatch, payload):
         zoo.weights_path("tiny_test")
     target.write_bytes(payload)
     assert zoo.weights_path("tiny_test") == target
+
+
+DOWNLOAD = ("import sys; from pathlib import Path; from edvr_vs import zoo; "
+            "zoo.download_file(sys.argv[1], Path(sys.argv[2]), sys.argv[3], progress=False)")
+
+
+def test_concurrent_downloads_fetch_once(server, payload, home):
+    """Three processes and three threads fetch the same file into the same cache at once: one request
+    reaches the server, everyone ends with the verified file."""
+    url, dest = server.url + "/slow.pth", home / "shared.pth"
+    procs = [subprocess.Popen([sys.executable, "-c", DOWNLOAD, url, str(dest), sha(payload)]) for _ in range(3)]
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(zoo.download_file(url, dest, sha(payload),
+                                                                                 progress=False)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    assert results == [dest] * 3 and dest.read_bytes() == payload
+    assert server.requests == [("/slow.pth", None)]
+    assert not list(home.glob("*.part"))
+
+
+def test_killed_downloader_leaves_no_file_and_the_next_resumes(server, payload, home):
+    url, dest = server.url + "/slow.pth", home / "killed.pth"
+    home.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", DOWNLOAD, url, str(dest), sha(payload)])
+    part = dest.with_name(dest.name + ".part")
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size > len(payload) // 4) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert not dest.exists() and part.exists() and dest.with_name(dest.name + ".lock").exists()
+    have = part.stat().st_size
+    t0 = time.monotonic()
+    assert zoo.download_file(url, dest, sha(payload), progress=False) == dest  # the dead holder's lock is gone
+    assert time.monotonic() - t0 < 30 and dest.read_bytes() == payload
+    assert server.requests[-1] == ("/slow.pth", f"bytes={have}-")
