@@ -17,7 +17,7 @@ from edvr_vs.cluster import ClusterError, run_distributed
 from edvr_vs.cluster.driver import RETRIES
 from edvr_vs.cluster.manifest import WorkDirError
 from edvr_vs.job import Job, JobError
-from edvr_vs.media import ENCODERS, MediaError, check_encoding, encode
+from edvr_vs.media import ENCODERS, MediaError, check_encoding, check_output, encode
 from edvr_vs.scenes import DEFAULT_THRESHOLD
 from edvr_vs.speed import Speed, switch_type
 from edvr_vs.video_tags import VideoTags
@@ -64,10 +64,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     given = [f"--{k.replace('_', '-')}" for k in CLUSTER_ONLY if getattr(args, k) is not None]
     if given:
         raise CliError(f"{', '.join(given)} only apply with --workers or --cluster")
+    check_output(output)
     clip, first = job.source()
+    times = job.frame_times()
     out = job.restored(args.device, clip)
     check_encoding(out, output, job.encoder, list(job.encoder_args))
-    times = job.frame_times()
     streams = job.passthrough(output, clip, first, times)
     sys.stderr.write(f"edvr-vs: {args.input} ({clip.width}x{clip.height}, {clip.num_frames} frames) -> "
                      f"{output} ({out.width}x{out.height}, {args.encoder})\n")

@@ -21,7 +21,7 @@ from edvr_vs.nn.edvr import EDVRConfig
 from edvr_vs.passthrough import Passthrough, plan as plan_passthrough
 from edvr_vs.scenes import DEFAULT_THRESHOLD, check_threshold, mark_cuts
 from edvr_vs.script import is_script, load_script
-from edvr_vs.timestamps import FrameTimes, read_frame_times
+from edvr_vs.timestamps import DamagedSource, FrameTimes, read_frame_times
 
 
 class JobError(Exception):
@@ -101,11 +101,15 @@ class Job:
         return zoo.entry(name).arch
 
     def frame_times(self) -> FrameTimes | None:
-        """The input's frame times if it has a variable frame rate (None: constant, or a script)."""
+        """The input's frame times if it has a variable frame rate (None: constant, or a script);
+        JobError if the file is truncated or damaged (nothing is computed from a file that is)."""
         if is_script(self.input):
             return None
         whole = open_source(self.input)
-        return read_frame_times(self.input, whole.num_frames, Fraction(whole.fps_num, whole.fps_den))
+        try:
+            return read_frame_times(self.input, whole.num_frames, Fraction(whole.fps_num, whole.fps_den))
+        except DamagedSource as e:
+            raise JobError(f"input {self.input!r} is truncated or damaged: {e}; nothing was written") from None
 
     def passthrough(self, output: Path, clip: vs.VideoNode, first: int, times: FrameTimes | None = None
                     ) -> Passthrough | None:

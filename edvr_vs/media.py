@@ -10,6 +10,7 @@ Failures raise ``MediaError`` with a message that names the file or the tool.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -27,7 +28,7 @@ import vapoursynth as vs
 
 from edvr_vs.colour import default_matrix
 from edvr_vs.ffmpeg import MediaError, ffmpeg_exe
-from edvr_vs.files import atomic_output
+from edvr_vs.files import atomic_output, partial_name
 from edvr_vs.frame_io import frame_tensor
 from edvr_vs.video_tags import VideoTags
 
@@ -45,8 +46,19 @@ DEFAULT_ENCODER_ARGS = {"libx265": ["-crf", "18", "-preset", "medium"], "libx264
 def open_source(path: str | os.PathLike[str]) -> vs.VideoNode:
     """Any video file through a VapourSynth source plugin from PyPI (bestsource, else lsmas)."""
     path = os.fspath(path)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise MediaError(f"input {path!r} does not exist") from None
+    except OSError as e:
+        raise MediaError(f"input {path!r} cannot be read ({e.strerror.lower()})") from None
     if not os.path.isfile(path):
-        raise MediaError(f"input {path!r} does not exist")
+        raise MediaError(f"input {path!r} is {'a directory' if os.path.isdir(path) else 'not a regular file'}, "
+                         "not a video file")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"input {path!r} cannot be read (permission denied)")
+    if os.path.getsize(path) == 0:
+        raise MediaError(f"input {path!r} is empty (0 bytes)")
     errors = []
     if hasattr(core, "bs"):
         try:
@@ -60,7 +72,7 @@ def open_source(path: str | os.PathLike[str]) -> vs.VideoNode:
             errors.append(f"lsmas: {e}")
     if not errors:
         raise MediaError("no source plugin: pip install vapoursynth-bestsource (or vapoursynth-lsmas)")
-    raise MediaError(f"cannot read {path!r}: {'; '.join(errors)}")
+    raise MediaError(f"cannot read {path!r} as video (not a video file, or damaged): {'; '.join(errors)}")
 
 
 def fmt_time(seconds: float) -> str:
@@ -91,6 +103,29 @@ def _reason(log: IO[bytes], count: int = 2) -> str:
     return "; ".join(lines[:count]) or "no message"
 
 
+def _ended(rc: int) -> str:
+    """How ffmpeg ended with exit status ``rc`` (negative: a signal), in words."""
+    if rc >= 0:
+        return f"failed with exit code {rc}"
+    why = {signal.SIGXFSZ: " (the file size limit, ulimit -f, was reached)", signal.SIGKILL: "",
+           signal.SIGSEGV: " (it crashed)"}.get(-rc, "")
+    return f"was killed by {signal.Signals(-rc).name}{why}"
+
+
+def check_output(output: Path) -> None:
+    """The output's folder exists and takes a file (a hidden one, created and removed at once)."""
+    output = Path(output)
+    folder = output.resolve().parent
+    if not folder.is_dir():
+        raise MediaError(f"cannot write {output}: the folder {folder} does not exist")
+    probe = folder / partial_name(output, f"{os.getpid()}-probe")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise MediaError(f"cannot write {output}: {e.strerror or e}") from None
+
+
 def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subprocess.Popen], None] | None = None
                 ) -> None:
     """Run ffmpeg with ``cmd`` and a temporary output path beside ``output``, renamed to ``output`` when
@@ -110,13 +145,14 @@ def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subproc
                     except subprocess.TimeoutExpired:
                         gave_up = False
                     if gave_up:
-                        raise MediaError(f"ffmpeg ({what}) failed: {_reason(log)}") from None
+                        raise MediaError(f"ffmpeg ({what}) {_ended(proc.returncode)}: {_reason(log)}") from None
                     raise
                 finally:
-                    proc.stdin.close()
+                    with contextlib.suppress(BrokenPipeError):  # ffmpeg gone: its exit status tells why
+                        proc.stdin.close()
             rc = proc.wait()
             if rc != 0:
-                raise MediaError(f"ffmpeg ({what}) failed with exit code {rc}: {_reason(log)}")
+                raise MediaError(f"ffmpeg ({what}) {_ended(rc)}: {_reason(log)}")
         except BaseException:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -51,12 +51,25 @@ class FrameTimes:
                 f"setpts@retime={runs[0][1]}:strip_fps=1")
 
 
+# What ffmpeg's demuxers say, at warning level, when a file ends before its own structure does.
+DAMAGE = ("File ended prematurely", "partial file", "corrupt input packet", "Truncat", "truncat",
+          "Invalid data found", "moov atom not found", "error reading header")
+
+
+class DamagedSource(Exception):
+    """A source whose video packets end before its container says they do; the message says where."""
+
+
 def read_frame_times(path: str, frames: int, fps: Fraction) -> FrameTimes | None:
     """The presentation times of the file's first video stream, if its ``frames`` frames are not
     shown at a constant ``fps`` (within one tick); None for a constant rate, or when its packets do
-    not match the frames one to one."""
-    res = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", path, "-map", "0:v:0", "-c", "copy",
+    not match the frames one to one. Reading every packet also finds a truncated or damaged file
+    (DamagedSource): a decoder would give only the frames before the damage, silently."""
+    res = subprocess.run([ffmpeg_exe(), "-v", "warning", "-nostdin", "-i", path, "-map", "0:v:0", "-c", "copy",
                           "-f", "framecrc", "-"], capture_output=True, text=True, timeout=3600)
+    damage = [re.sub(r"^\[[^]]+\] ", "", line) for line in res.stderr.splitlines() if any(d in line for d in DAMAGE)]
+    if damage:
+        raise DamagedSource(f"{'; '.join(dict.fromkeys(damage))} (frames readable: {frames})")
     tb = re.search(r"^#tb 0: (\d+)/(\d+)", res.stdout, re.M)
     if res.returncode != 0 or not tb:
         return None

@@ -24,7 +24,7 @@ from edvr_vs.cluster.planning import PlanThread
 from edvr_vs.cluster.pool import WorkerPool, say
 from edvr_vs.cluster.session import ClusterError
 from edvr_vs.job import Job
-from edvr_vs.media import check_encoding, concat, fmt_time
+from edvr_vs.media import check_encoding, check_output, concat, fmt_time
 from edvr_vs.video_tags import VideoTags
 
 core = vs.core
@@ -134,6 +134,7 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
         raise ClusterError(str(e)) from None
     job = job.absolute()
     output = Path(output)
+    check_output(output)
     work = WorkDir(Path(work_dir) if work_dir else output.with_name(output.name + ".parts"))
     clip, first = job.source()
     source = source_identity(job.input, clip)
