@@ -2,8 +2,8 @@
 
 ``python -m tests.checkpoint_fuzz LAYOUT SEED COUNT FOLDER`` builds a small random EDVR checkpoint in
 LAYOUT (``basicsr`` and ``mmagic``: torch's zip format; ``original``: the legacy format the original
-EDVR repository's files use), then for case i of COUNT applies mutation ``mutate(data, rng)`` with
-``rng = random.Random(f"{SEED}-{i}")`` and calls ``load_model``. Per case it prints one JSON line:
+EDVR repository's files use), truncates it at every structural boundary, then for case i of COUNT
+applies a mutation with ``rng = random.Random(f"{SEED}-{i}")``, and calls ``load_model`` on each. Per case it prints one JSON line:
 the mutation, the outcome (``error``: CheckpointError; ``same``: the original weights; ``values``: the
 original keys and shapes with other values; ``other``: anything else, with the exception type), the
 seconds it took and the process's peak RSS. A ``start`` line comes first, so a crash names its case.
@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -251,18 +251,27 @@ def outcome(path: Path, state: dict[str, torch.Tensor]) -> dict[str, object]:
     return {"outcome": "same" if same else "values"}
 
 
+def cases(layout: str, data: bytes, seed: str, count: int) -> Iterator[tuple[int, str, str, bytes]]:
+    """(case, kind, what, file bytes): first a truncation at every structural boundary, then ``count``
+    seeded mutations, the kinds in turn."""
+    bounds = zip_boundaries(data) if layout != "original" else legacy_boundaries(data)
+    for i, at in enumerate(bounds):
+        yield i, "boundary", f"truncate at boundary {at} of {len(data)}", data[:at]
+    kinds = mutations(layout, data)
+    for i in range(count):
+        kind, mutate = kinds[i % len(kinds)]
+        what, mutated = mutate(data, random.Random(f"{seed}-{i}"))
+        yield len(bounds) + i, kind, what, mutated
+
+
 def main() -> int:
     layout, seed, count, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
     data, state = base_checkpoint(layout)
-    kinds = mutations(layout, data)
     with open("/proc/self/status") as f:  # RLIMIT_DATA counts private writable mappings: VmData
         data_now = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
     resource.setrlimit(resource.RLIMIT_DATA, (data_now + (1 << 30), resource.getrlimit(resource.RLIMIT_DATA)[1]))
     path = folder / f"{layout}.pth"
-    for i in range(count):
-        rng = random.Random(f"{seed}-{i}")
-        kind, mutate = kinds[i % len(kinds)]
-        what, mutated = mutate(data, rng)
+    for i, kind, what, mutated in cases(layout, data, seed, count):
         path.write_bytes(mutated)
         print(json.dumps({"start": i, "kind": kind}), flush=True)
         t0 = time.perf_counter()
