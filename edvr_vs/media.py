@@ -107,8 +107,8 @@ def _ended(rc: int) -> str:
     """How ffmpeg ended with exit status ``rc`` (negative: a signal), in words."""
     if rc >= 0:
         return f"failed with exit code {rc}"
-    why = {signal.SIGXFSZ: " (the file size limit, ulimit -f, was reached)", signal.SIGKILL: "",
-           signal.SIGSEGV: " (it crashed)"}.get(-rc, "")
+    why = {signal.SIGXFSZ: " (the file size limit, ulimit -f, was reached)", signal.SIGSEGV: " (it crashed)"}
+    why = why.get(-rc, "")
     return f"was killed by {signal.Signals(-rc).name}{why}"
 
 
@@ -130,7 +130,7 @@ def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subproc
                 ) -> None:
     """Run ffmpeg with ``cmd`` and a temporary output path beside ``output``, renamed to ``output`` when
     ffmpeg succeeds; ``feed`` writes its stdin. On any failure or interruption ffmpeg is killed and
-    nothing is left behind; when ffmpeg fails, MediaError carries its last messages."""
+    nothing is left behind; when ffmpeg fails, MediaError carries its first messages."""
     with atomic_output(output) as tmp, tempfile.TemporaryFile() as log:
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *cmd, str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
