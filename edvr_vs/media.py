@@ -103,13 +103,14 @@ def _reason(log: IO[bytes], count: int = 2) -> str:
     return "; ".join(lines[:count]) or "no message"
 
 
+SIGNAL_CAUSES = {signal.SIGXFSZ: " (the file size limit, ulimit -f, was reached)", signal.SIGSEGV: " (it crashed)"}
+
+
 def _ended(rc: int) -> str:
     """How ffmpeg ended with exit status ``rc`` (negative: a signal), in words."""
     if rc >= 0:
         return f"failed with exit code {rc}"
-    why = {signal.SIGXFSZ: " (the file size limit, ulimit -f, was reached)", signal.SIGSEGV: " (it crashed)"}
-    why = why.get(-rc, "")
-    return f"was killed by {signal.Signals(-rc).name}{why}"
+    return f"was killed by {signal.Signals(-rc).name}{SIGNAL_CAUSES.get(-rc, '')}"
 
 
 def check_output(output: Path) -> None:
