@@ -52,3 +52,10 @@ def test_frame_bytes_is_the_memory_model():
         values = 3 * pixels + 3 * feat * (pixels + pixels // 4 + pixels // 16)
         assert rows[name]["frame_bytes"] == 2 * values and rows[name]["window_mib"] == round(5 * 2 * values / 2 ** 20, 1)
     assert rows["EDVR-M"]["frame_bytes"] == 264_384_000
+
+
+def test_soak_samples_memory_and_descriptors():
+    out = run_json("scripts/soak.py", "--frames", "30", "--every", "10", "--size", "32x32")
+    assert out["frames"] == 30 and out["vspipe_rc"] == 0 and [s["frames"] for s in out["samples"]] == [10, 20, 30]
+    assert all(s["rss_bytes"] > 100e6 and s["open_fds"] >= 3 for s in out["samples"])  # the real vspipe, with torch
+    assert isinstance(out["rss_growth_bytes_per_1000_frames"], int)
