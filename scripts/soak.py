@@ -12,6 +12,7 @@ and descriptors per 1,000 frames (a least-squares slope). Nothing is written but
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -33,11 +34,17 @@ edvr_vs.edvr(clip, device={device!r}).set_output(0)
 
 
 def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (``.venv/bin/vspipe`` is a Python launcher that runs the real vspipe)."""
+    """``pid`` and its descendants (``.venv/bin/vspipe`` is a Python launcher that runs the real vspipe);
+    threads and processes that end while they are listed are skipped."""
     out = [pid]
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            for child in f.read().split():
+    with contextlib.suppress(FileNotFoundError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    children = f.read().split()
+            except FileNotFoundError:
+                continue
+            for child in children:
                 out += tree(int(child))
     return out
 
@@ -46,9 +53,12 @@ def sample(pid: int) -> tuple[int, int]:
     """(resident bytes, open descriptors) of process ``pid`` and its descendants."""
     rss = fds = 0
     for p in tree(pid):
-        with open(f"/proc/{p}/status") as f:
-            rss += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-        fds += len(os.listdir(f"/proc/{p}/fd"))
+        try:
+            with open(f"/proc/{p}/status") as f:
+                rss += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+            fds += len(os.listdir(f"/proc/{p}/fd"))
+        except (FileNotFoundError, StopIteration):  # ended meanwhile (a zombie has no VmRSS)
+            continue
     return rss, fds
 
 
