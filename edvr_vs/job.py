@@ -1,8 +1,9 @@
 """What ``edvr-vs run`` computes, in one place, for one process and for a cluster's workers alike.
 
-A ``Job`` names the source (a video file, or a ``.vpy`` script and its output node), the frame range, the filter's options, the scene-cut rule and the
-encoder. ``Job.restored(device)`` builds the same VapourSynth graph wherever it is called (source →
-scene cuts marked → ``edvr()``), so frames ``[a, b)`` of it equal frames ``[a, b)`` of a whole run.
+A ``Job`` names the source (a video file, or a ``.vpy`` script and its output node), the frame
+range, the filter's options, the scene-cut rule and the encoder. ``Job.restored(device)`` builds the
+same VapourSynth graph wherever it is called (source → scene cuts marked → ``edvr()``), so frames
+``[a, b)`` of it equal frames ``[a, b)`` of a whole run.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ KINDS = ("Audio", "Subtitle", "Attachment", "Data")
 # encoder; MP4's has none for subtitles, WebM's text format is WebVTT).
 CONVERSIONS: dict[str, tuple[str | None, ...]] = {"Audio": (None,), "Subtitle": (None, "mov_text", "webvtt")}
 _STREAM = re.compile(r"^\s*Stream #0:(\d+)(?:\[\w+\])?(?:\((\w+)\))?: (\w+): (\w+)", re.M)
-_MAPPED = re.compile(r"Stream #0:(\d+) -> #0:\d+ \(\S+ \([^)]*\) -> (\S+) \(|Stream #0:(\d+) -> #0:\d+ \(\S+ -> (\S+) \(")
+# ffmpeg's stream mapping line, "Stream #0:2 -> #0:0 (subrip (srt) -> mov_text (native))": source index, encoder
+_MAPPED = re.compile(r"Stream #0:(\d+) -> #0:\d+ \(\S+ (?:\([^)]*\) )?-> (\S+) \(")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def first_frame_offset(path: str) -> Fraction:
     return max(Fraction(0), int(frame[1]) * Fraction(int(tb[1]), int(tb[2])))
 
 
-def _trial(path: str, suffix: str, streams: list[tuple[int, str | None]], chapters: bool) -> subprocess.CompletedProcess:
+def _trial(path: str, suffix: str, streams: list[tuple[int, str | None]], chapters: bool
+           ) -> subprocess.CompletedProcess:
     """Mux a moment of ``streams`` ((index, "copy" / None for the container's default encoder)) into
     a scratch file of the output's container."""
     args = ["-v", "info", "-t", "0.2", "-i", path]
@@ -116,11 +118,7 @@ def _trial(path: str, suffix: str, streams: list[tuple[int, str | None]], chapte
 
 
 def _default_encoder(log: str, index: int) -> str | None:
-    for m in _MAPPED.finditer(log):
-        src, enc = (m[1], m[2]) if m[1] else (m[3], m[4])
-        if int(src) == index:
-            return enc
-    return None
+    return next((m[2] for m in _MAPPED.finditer(log) if int(m[1]) == index), None)
 
 
 def _conversion(path: str, suffix: str, stream: SourceStream) -> str | None:

@@ -52,8 +52,8 @@ class FrameTimes:
 
 
 # What ffmpeg's demuxers say, at warning level, when a file ends before its own structure does.
-DAMAGE = ("File ended prematurely", "partial file", "corrupt input packet", "Truncat", "truncat",
-          "Invalid data found", "moov atom not found", "error reading header")
+DAMAGE = ("file ended prematurely", "partial file", "corrupt input packet", "truncat", "invalid data found",
+          "moov atom not found", "error reading header")
 
 
 class DamagedSource(Exception):
@@ -67,7 +67,7 @@ def read_frame_times(path: str, frames: int, fps: Fraction) -> FrameTimes | None
     (DamagedSource): a decoder would give only the frames before the damage, silently."""
     res = subprocess.run([ffmpeg_exe(), "-v", "warning", "-nostdin", "-i", path, "-map", "0:v:0", "-c", "copy",
                           "-f", "framecrc", "-"], capture_output=True, text=True, timeout=3600)
-    damage = [re.sub(r"^\[[^]]+\] ", "", line) for line in res.stderr.splitlines() if any(d in line for d in DAMAGE)]
+    damage = [re.sub(r"^\[[^]]+\] ", "", line) for line in res.stderr.splitlines() if any(d in line.lower() for d in DAMAGE)]
     if damage:
         raise DamagedSource(f"{'; '.join(dict.fromkeys(damage))} (frames readable: {frames})")
     tb = re.search(r"^#tb 0: (\d+)/(\d+)", res.stdout, re.M)

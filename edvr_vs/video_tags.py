@@ -4,8 +4,8 @@ y4m (what VapourSynth pipes into ffmpeg) carries size, depth and frame rate only
 ratio, colour description or chroma siting. ``VideoTags`` reads them from frame props and gives
 ffmpeg the filter that labels the frames (``setsar``, ``setparams``: labels only, no conversion) and
 the encoder's range, so the encoder and the container write them (for a stream copy, the
-container's description alone). An unspecified value stays
-unspecified: the source's silence is kept, not replaced by a guess.
+container's description alone). An unspecified value stays unspecified: the source's silence is
+kept, not replaced by a guess.
 
 Prop numbers are ITU-T H.273's, as are ffmpeg's, except chroma siting (VapourSynth counts from 0 =
 left, ffmpeg from 1 = left) and range (VapourSynth 0 = limited, 1 = full).
@@ -61,26 +61,30 @@ class VideoTags:
         return replace(self, matrix=matrix, full_range=full_range,
                        chroma_location=self.chroma_location if subsampled else None)
 
+    def _description(self) -> list[tuple[str, str, object]]:
+        """(``setparams`` option, output option, value) of each specified field but the aspect ratio."""
+        fields = [("range", "-color_range", None if self.full_range is None else "pc" if self.full_range else "tv"),
+                  ("color_primaries", "-color_primaries", self.primaries),
+                  ("color_trc", "-color_trc", self.transfer), ("colorspace", "-colorspace", self.matrix),
+                  ("chroma_location", "-chroma_sample_location",
+                   None if self.chroma_location is None else CHROMA_SITINGS[self.chroma_location])]
+        return [f for f in fields if f[2] is not None]
+
     def ffmpeg_filter(self) -> str | None:
         """A filter chain that labels frames with these tags (without touching a sample), or None."""
-        labels = {"range": None if self.full_range is None else ("pc" if self.full_range else "tv"),
-                  "color_primaries": self.primaries, "color_trc": self.transfer, "colorspace": self.matrix,
-                  "chroma_location": None if self.chroma_location is None else CHROMA_SITINGS[self.chroma_location]}
-        chain = [f"setsar=sar={self.sar.numerator}/{self.sar.denominator}:max={max(self.sar.numerator, self.sar.denominator)}"
-                 ] if self.sar else []
-        given = ":".join(f"{k}={v}" for k, v in labels.items() if v is not None)
-        if given:
-            chain.append(f"setparams={given}")
+        chain = []
+        if self.sar:
+            n, d = self.sar.numerator, self.sar.denominator
+            chain.append(f"setsar=sar={n}/{d}:max={max(n, d)}")  # max: exact, not ffmpeg's nearest within 100
+        if labels := self._description():
+            chain.append("setparams=" + ":".join(f"{key}={value}" for key, _, value in labels))
         return ",".join(chain) or None
 
     def ffmpeg_output_args(self) -> list[str]:
         """Encoder options: the range (without it, encoders that prefer limited range get converted frames)."""
-        return [] if self.full_range is None else ["-color_range", "pc" if self.full_range else "tv"]
+        return [a for _, option, value in self._description() if option == "-color_range" for a in (option, value)]
 
     def ffmpeg_copy_args(self) -> list[str]:
         """Output options that describe a stream-copied video in the container (the pixel aspect ratio
         travels with the stream)."""
-        given = {"-colorspace": self.matrix, "-color_primaries": self.primaries, "-color_trc": self.transfer,
-                 "-chroma_sample_location": None if self.chroma_location is None else CHROMA_SITINGS[
-                     self.chroma_location]}
-        return [*self.ffmpeg_output_args(), *(a for k, v in given.items() if v is not None for a in (k, str(v)))]
+        return [a for _, option, value in self._description() for a in (option, str(value))]

@@ -49,9 +49,9 @@ class WorkerPool:
         self.retried = 0
         self.t0 = time.monotonic()
         self.ready_s: float | None = None
-        devices = Counter(slot.device for slot in slots)
-        say(f"edvr-vs: starting {len(slots)} worker{'s' if len(slots) != 1 else ''} ({', '.join(f'{n} {d}' for d, n in devices.items())}); each "
-            "opens the source and loads the model\n")
+        devices = ", ".join(f"{n} {d}" for d, n in Counter(slot.device for slot in slots).items())
+        say(f"edvr-vs: starting {len(slots)} worker{'s' if len(slots) != 1 else ''} ({devices}); each opens the "
+            "source and loads the model\n")
         for slot in slots:
             self._spawn(slot)
 
