@@ -12,6 +12,12 @@ For each configuration (model × input size × precision) it measures
                    (edvr_vs/nn/basicsr_reference.py), per output frame after a first, warm-up window
   speedup          reference_ms / (1000 / filter_fps): the filter against the reference
 plus peak RSS and peak VRAM, and on CUDA the largest difference of fp16/bf16 output from fp32.
+With --profile, also where a steady-state frame's time goes: wall_ms, engine_ms (inside Engine.restore),
+frame_io_ms (planes into and out of tensors) and outside_ms (zimg's conversions and VapourSynth's
+frame handling, on its threads), and the engine's time by kind of work (torch's profiler, scaled to
+engine_ms): convolutions (oneDNN, fused activations and adds included), sampling (grid_sample, the
+grid, the mask's sigmoid and product), gemm (the DCNs' matrix products), copies (concatenations,
+layout changes, pixel shuffles), elementwise (adds, activations, upsampling, pooling), other.
 With --ablation, also filter_fps with each fast-path switch (edvr_vs.speed.Speed) flipped on its
 own and of the base switches again, round-robin --repeat times (best of each), so each switch's
 worth is measured in the same warm process; --set NAME=VALUE changes the base switches.
@@ -26,6 +32,7 @@ Defaults are small so that CI runs it on the CPU in about a minute; pass --sizes
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import importlib.metadata
 import json
@@ -37,11 +44,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import vapoursynth as vs
+from torch.profiler import ProfilerActivity, profile
 
 from edvr_vs.colour import to_rgbs
 from edvr_vs.engine import Engine
 from edvr_vs.filter import edvr_with_engine
-from edvr_vs.frame_io import frame_tensor
+from edvr_vs.frame_io import ZimgIO, frame_tensor
 from edvr_vs.nn.basicsr_reference import Ref
 from edvr_vs.nn.edvr import EDVR
 from edvr_vs.speed import Speed, parse_value, switch_type
@@ -164,6 +172,69 @@ def ablation(clip: vs.VideoNode, weights: Path, device: torch.device, precision:
     return {name: round(fps, 3) for name, fps in best.items()}
 
 
+PARTS = {
+    "convolutions": ("convolution",),
+    "sampling": ("grid_sampler", "sigmoid", "stack"),
+    "gemm": ("addmm", "baddbmm", "aten::mm", "aten::bmm", "matmul"),
+    "copies": ("copy_", "aten::cat", "pixel_shuffle", "contiguous", "clone", "_to_copy"),
+    "elementwise": ("add", "mul", "relu", "upsample", "pool", "aten::sum", "sub", "div"),
+}
+
+
+def part_of(op: str) -> str:
+    for part, needles in PARTS.items():
+        if any(n in op for n in needles):
+            return part
+    return "other"
+
+
+def timed(fn, spent: list[float]):
+    """``fn`` that adds its wall time (ms) to ``spent[0]``; a plain function, so it binds as a method."""
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[0] += (time.perf_counter() - t) * 1e3
+    return wrapper
+
+
+def profile_frames(clip: vs.VideoNode, weights: Path, device: torch.device, precision: str,
+                   switches: dict[str, object]) -> dict[str, object]:
+    """Where a steady-state frame's time goes (``--profile``): wall, engine, frame I/O and the rest while
+    streaming (prefetch 1), then the engine's time split by kind of operator with torch's profiler (the
+    same work again in this thread, which the profiler sees: each frame's features and its window)."""
+    out, engine = edvr_with_engine(clip, weights=weights, device=str(device), precision=precision, **switches)
+    in_engine, in_io = [0.0], [0.0]
+    engine.restore = timed(engine.restore, in_engine)
+    saved = ZimgIO.read, ZimgIO.write
+    ZimgIO.read, ZimgIO.write = timed(ZimgIO.read, in_io), timed(ZimgIO.write, in_io)
+    try:
+        frames = out.frames(prefetch=1)
+        next(frames)  # warm-up: the first frame computes a whole window of features
+        in_engine[0] = in_io[0] = 0.0
+        t = time.perf_counter()
+        n = sum(1 for _ in frames)
+        wall = (time.perf_counter() - t) * 1e3 / max(n, 1)
+    finally:
+        ZimgIO.read, ZimgIO.write = saved
+    engine_ms_, io_ms = in_engine[0] / max(n, 1), in_io[0] / max(n, 1)
+    rgb = as_tensor(clip).to(device)
+    engine.frame_cache.clear()
+    with profile(activities=[ProfilerActivity.CPU]) as prof, torch.inference_mode():
+        for i in range(len(rgb)):
+            engine.restore(window_indices(i, engine.cfg.radius, 0, len(rgb) - 1, "reflection_circle"), i,
+                           lambda j: rgb[j])
+    by_part: dict[str, float] = collections.defaultdict(float)
+    for event in prof.key_averages():
+        by_part[part_of(event.key)] += event.self_cpu_time_total / 1e3
+    total = sum(by_part.values())
+    parts = {p: {"ms": round(v / total * engine_ms_, 1), "percent": round(100 * v / total, 1)}
+             for p, v in sorted(by_part.items(), key=lambda kv: -kv[1])}
+    return {"frames": n, "wall_ms": round(wall, 1), "engine_ms": round(engine_ms_, 1),
+            "frame_io_ms": round(io_ms, 1), "outside_ms": round(wall - engine_ms_ - io_ms, 1), "parts": parts}
+
+
 def engine_ms(engine: Engine, clip: vs.VideoNode, device: torch.device) -> float:
     """The engine alone, ms per output frame: a fresh cache, each frame's work once, then every window."""
     engine.frame_cache.clear()
@@ -208,6 +279,8 @@ def main() -> None:
     parser.add_argument("--ablation", action="store_true",
                         help="also measure filter_fps with each switch flipped on its own")
     parser.add_argument("--repeat", type=int, default=1, help="ablation rounds (best of each is reported)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also split a frame's time: engine, frame I/O, the rest; the engine by kind of work")
     args = parser.parse_args()
     device = torch.device(args.device)
     switches = parse_switches(args.set)
@@ -248,6 +321,8 @@ def main() -> None:
                 if args.ablation:
                     row["ablation_fps"] = ablation(clip, weights, device, precision, prefetch, switches, base,
                                                    args.repeat)
+                if args.profile:
+                    row["profile"] = profile_frames(clip, weights, device, precision, switches)
                 if precision != "fp32" and "fp32" in outputs:
                     diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs["fp32"], run.planes))
                     peak = 255.0 if clip.format.sample_type == vs.INTEGER else 1.0

@@ -19,23 +19,38 @@ def test_bench_dcn_quick():
     out = run_json("scripts/bench_dcn.py", "--quick", "--device", "cpu", "--repeat", "1")
     (row,) = out["rows"]
     assert out["benchmark"] == "dcn" and row["channels"] == 64 and (row["height"], row["width"]) == (45, 80)
-    assert row["ours_ms"] > 0 and row["torchvision_ms"] > 0
-    assert abs(row["ratio"] - row["torchvision_ms"] / row["ours_ms"]) < 0.01 * row["ratio"] + 1e-3
+    assert row["model"] == "EDVR-M" and row["frames"] == 5 and list(row["backends"]) == ["torch"]
+    ours = row["backends"]["torch"]
+    assert ours["ms"] > 0 and row["torchvision_ms"] > 0
+    assert abs(ours["ratio"] - row["torchvision_ms"] / ours["ms"]) < 0.01 * ours["ratio"] + 1e-3
+    # effective bandwidth: input, conv_offset output, weights and output once each (fp32)
+    nbytes = (5 * 64 * 45 * 80 * 2 + 5 * 216 * 45 * 80 + 64 * 64 * 9) * 4
+    assert abs(ours["gbps"] - nbytes / ours["ms"] / 1e6) < 0.01 * ours["gbps"] + 0.01
 
 
 def test_bench_small_on_cpu():
-    out = run_json("scripts/bench.py", "--device", "cpu", "--frames", "3", "--sizes", "32x48", "--ablation")
+    out = run_json("scripts/bench.py", "--device", "cpu", "--frames", "3", "--sizes", "32x48", "--ablation", "--profile")
     (row,) = out["rows"]
     assert out["switches"] == {"channels_last": True, "batch_align": None, "check_offsets": False,
-                               "cuda_graphs": False, "num_streams": 1, "pinned_memory": True}
+                               "cuda_graphs": False, "num_streams": 1, "pinned_memory": True,
+                               "fused_convs": True, "autotune": True}
     assert row["model"] == "EDVR-M" and row["output"] == "128x192" and row["precision"] == "fp32"
     assert row["frames"] == 3 and row["features_computed"] == 3  # each frame's features once
     assert row["filter_fps"] > 0 and row["reference_ms"] > 0 and row["model_ms"] > 0
     assert row["first_frame_s"] > 0 and 0 < row["overall_fps"]
     assert abs(row["speedup"] - row["reference_ms"] * row["filter_fps"] / 1000) < 0.01
     # each CPU switch flipped on its own (the CUDA-only ones are left out on the CPU)
-    assert set(row["ablation_fps"]) == {"base", "channels_last=False", "batch_align=True", "check_offsets=True"}
+    assert set(row["ablation_fps"]) == {"base", "channels_last=False", "fused_convs=False", "batch_align=True",
+                                        "check_offsets=True"}
     assert all(v > 0 for v in row["ablation_fps"].values())
+    # where a frame's time goes: the parts are the engine's time, the wall time is engine + I/O + the rest
+    prof = row["profile"]
+    assert prof["frames"] == 2 and prof["engine_ms"] > 0 and prof["frame_io_ms"] >= 0
+    assert abs(prof["wall_ms"] - prof["engine_ms"] - prof["frame_io_ms"] - prof["outside_ms"]) < 0.3
+    assert {"convolutions", "sampling", "gemm", "copies", "elementwise"} <= set(prof["parts"])
+    assert abs(sum(p["ms"] for p in prof["parts"].values()) - prof["engine_ms"]) < 0.1 * len(prof["parts"])
+    assert abs(sum(p["percent"] for p in prof["parts"].values()) - 100) < 0.1 * len(prof["parts"])
+    assert max(prof["parts"], key=lambda k: prof["parts"][k]["ms"]) == "convolutions"
 
 
 def test_bench_refuses_unknown_switch():
