@@ -31,11 +31,12 @@ import torch.nn.functional as F
 from edvr_vs.frame_cache import FrameCache
 from edvr_vs.graphs import GraphCache
 from edvr_vs.numerics import numerics
-from edvr_vs.selfcheck import KernelCheck, check_deform_sample
+from edvr_vs.selfcheck import KernelCheck, check_deform_sample, check_deform_sample_v2
 from edvr_vs.nn.edvr import EDVR, FrameFeatures, WindowInputs
 from edvr_vs.speed import Speed
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DCN_BACKENDS = {"deform_sample": "cupy_v1", "deform_sample_v2": "cupy_v2"}  # a sampling kernel's own backend
 CACHE_MEMORY_FRACTION = 0.5  # on CUDA, the share of free device memory the frame cache may fill
 MIN_TILE = 64  # the out-of-memory fallback halves tiles down to this size (input pixels)
 
@@ -121,11 +122,13 @@ class Engine:
         self.batch_align = speed.resolved_batch_align(device)
         self.memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
         self.model = model.to(device=device, dtype=self.dtype, memory_format=self.memory_format).eval()
-        self.model.set_dcn(check_offsets=speed.check_offsets)
+        self.model.set_dcn(check_offsets=speed.check_offsets, autotune=speed.autotune)
+        self.model.set_fused_convs(speed.fused_convs)
         # Which path each CUDA kernel takes here (edvr_vs.selfcheck); the filter adds its frame I/O's.
         self.kernel_checks: list[KernelCheck] = []
         if device.type == "cuda":
             self.use_kernel_check(check_deform_sample(device, self.dtype))
+            self.use_kernel_check(check_deform_sample_v2(device, self.dtype))
         self.cfg = model.config
         self.width, self.height = width, height
         self.tile_overlap = tile_overlap
@@ -150,10 +153,13 @@ class Engine:
         return self.plan.tiles
 
     def use_kernel_check(self, check: KernelCheck) -> None:
-        """Record a kernel's self-check; a failed deformable-sampling kernel gives way to torch's sampling."""
+        """Record a kernel's self-check; a failed deformable-sampling kernel gives way to the other one,
+        and when both failed to torch's sampling."""
         self.kernel_checks.append(check)
-        if check.kernel == "deform_sample" and not check.ok:
-            self.model.set_dcn(backend="torch")
+        if check.kernel in DCN_BACKENDS and not check.ok:
+            failed = {c.kernel for c in self.kernel_checks if not c.ok}
+            left = [k for k in DCN_BACKENDS if k not in failed]
+            self.model.set_dcn(backend=DCN_BACKENDS[left[0]] if len(left) == 1 else "torch")
 
     # ---- per frame --------------------------------------------------------------------------
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,6 +225,8 @@ class Engine:
                           for p in WindowInputs.parts(features, center.features)]
                 return self.graphs(shapes, lambda bufs: WindowInputs.gather(features, center.features,
                                                                             out=WindowInputs(*bufs)))
+            if not self.batch_align:
+                return self.model.restore_frames(features, center.features)
             return self._window_net(*WindowInputs.gather(features, center.features))
 
     def restore(self, window: list[int], center: int, get_rgb: Callable[[int], torch.Tensor]) -> torch.Tensor:
@@ -240,7 +248,7 @@ class Engine:
         while True:
             plan = self.plan
             try:
-                with self._cpu_turn, numerics(self.device, self.dtype):
+                with self._cpu_turn, numerics(self.device, self.dtype, self.speed.autotune):
                     return self._restore(plan, window, center, rgb)
             except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
                 if not (is_out_of_memory(e) and self._relieve(plan)):

@@ -75,7 +75,9 @@ def edvr(
     cuda_graphs: bool = Speed.cuda_graphs,
     pinned_memory: bool = Speed.pinned_memory,
     channels_last: bool = Speed.channels_last,
+    fused_convs: bool = Speed.fused_convs,
     batch_align: bool | None = Speed.batch_align,
+    autotune: bool = Speed.autotune,
     check_offsets: bool = Speed.check_offsets,
 ) -> vs.VideoNode:
     """Restore ``clip`` with EDVR: video super-resolution (×4) or deblurring (×1).

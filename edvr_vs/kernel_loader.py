@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 SOURCE_PACKAGE = "edvr_vs.kernels"
-DEFAULT_DEFINES: dict[str, dict[str, int]] = {"deform_sample.cu": {"DS_UNROLL": 8}, "convert.cu": {}}
+DEFAULT_DEFINES: dict[str, dict[str, int]] = {"deform_sample.cu": {"DS_UNROLL": 8}, "deform_sample_v2.cu": {},
+                                               "convert.cu": {}}
 DTYPE_SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}  # entry-point name suffixes
 THREADS = 256
 
@@ -104,38 +105,48 @@ def _function(name: str, entry: str, index: int, defines: tuple[tuple[str, int],
                    index).get_function(entry)
 
 
+Layout = str  # "contiguous" | "channels_last" | "strided" (the kernel takes the strides as arguments)
+
+
 def kernel_args(tensors: list[torch.Tensor], dtypes: list[torch.dtype], index: int, ints: list[int],
-                floats: list[float]) -> list[object]:
-    """A launch's arguments: each tensor as its raw device pointer (after checking that it is a contiguous
-    CUDA tensor on device ``index`` with the dtype the kernel reads), then ``ints`` as int32 and ``floats``
-    as float32. Raw pointers, not DLPack: no event recorded and waited on per tensor per launch, and no
-    dependence on CuPy's own stream settings."""
-    if len(tensors) != len(dtypes):
-        raise ValueError(f"kernel_args: {len(tensors)} tensors but {len(dtypes)} dtypes")
+                floats: list[float], layouts: list[Layout] | None = None) -> list[object]:
+    """A launch's arguments: each tensor as its raw device pointer (after checking that it is a CUDA
+    tensor on device ``index`` with the dtype the kernel reads, laid out as ``layouts`` says: contiguous
+    by default), then ``ints`` as int32 and ``floats`` as float32. Raw pointers, not DLPack: no event
+    recorded and waited on per tensor per launch, and no dependence on CuPy's own stream settings."""
+    layouts = layouts or ["contiguous"] * len(tensors)
+    if not len(tensors) == len(dtypes) == len(layouts):
+        raise ValueError(f"kernel_args: {len(tensors)} tensors, {len(dtypes)} dtypes, {len(layouts)} layouts")
     args: list[object] = []
-    for k, (t, dtype) in enumerate(zip(tensors, dtypes)):
+    for k, (t, dtype, layout) in enumerate(zip(tensors, dtypes, layouts)):
         if t.device.type != "cuda" or t.device.index != index:
             raise ValueError(f"kernel argument {k}: on {t.device}, the launch is on cuda:{index}")
         if t.dtype != dtype:
             raise ValueError(f"kernel argument {k}: dtype {t.dtype}, the kernel reads {dtype}")
-        if not t.is_contiguous():
+        if layout == "contiguous" and not t.is_contiguous():
             raise ValueError(f"kernel argument {k}: not contiguous (strides {t.stride()} for shape {tuple(t.shape)})")
+        if layout == "channels_last" and not t.is_contiguous(memory_format=torch.channels_last):
+            raise ValueError(f"kernel argument {k}: not channels-last (strides {t.stride()} for shape "
+                             f"{tuple(t.shape)})")
+        if layout not in ("contiguous", "channels_last", "strided"):
+            raise ValueError(f"kernel argument {k}: unknown layout {layout!r}")
         args.append(np.uint64(t.data_ptr()))
     return args + [np.int32(i) for i in ints] + [np.float32(f) for f in floats]
 
 
 def launch(name: str, entry: str, total: int, tensors: list[torch.Tensor], dtypes: list[torch.dtype],
-           ints: list[int], defines: dict[str, int] | None = None, floats: list[float] = ()) -> None:
+           ints: list[int], defines: dict[str, int] | None = None, floats: list[float] = (),
+           layouts: list[Layout] | None = None) -> None:
     """Run ``entry`` with one thread per item (``total``) on torch's current stream of the tensors' device.
 
-    ``tensors`` (with the ``dtypes`` the kernel reads them as) are passed as pointers, then ``ints``
-    (int32), then ``floats`` (float32); see ``kernel_args``.
+    ``tensors`` (with the ``dtypes`` the kernel reads them as and their ``layouts``) are passed as
+    pointers, then ``ints`` (int32), then ``floats`` (float32); see ``kernel_args``.
     """
     import cupy
 
     device = tensors[0].device
     index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
-    args = kernel_args(tensors, dtypes, index, ints, list(floats))
+    args = kernel_args(tensors, dtypes, index, ints, list(floats), layouts)
     fn = get_function(name, entry, torch.device("cuda", index), defines)
     stream = torch.cuda.current_stream(index)
     blocks = (total + THREADS - 1) // THREADS

@@ -1,4 +1,5 @@
-"""Which arithmetic torch uses for an engine's work: true fp32 on CUDA when ``precision="fp32"``.
+"""Which arithmetic torch uses for an engine's work: true fp32 on CUDA when ``precision="fp32"``, and
+cuDNN's own algorithm timing (``autotune``).
 
 cuDNN convolutions use TF32 on CUDA by default (10-bit mantissa), about 1e-3 off the CPU's
 fp32; ``precision="fp32"`` means IEEE fp32 on every device.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -22,37 +23,51 @@ def _tf32_switches() -> list[tuple[object, str, object]]:
     return [(torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)]
 
 
-_IEEE_LOCK = threading.Lock()
-_ieee_blocks = 0
-_saved_switches: list[object] = []
+class _ProcessSwitches:
+    """torch's process-wide switches set while any block of any thread runs, put back as they were
+    when the last block ends (outside the engine's work the process keeps whatever it had chosen)."""
 
+    def __init__(self, switches: Callable[[], list[tuple[object, str, object]]]) -> None:
+        self._switches = switches  # () -> [(object, attribute, value while inside)]
+        self._lock = threading.Lock()
+        self._blocks = 0
+        self._saved: list[object] = []
 
-@contextlib.contextmanager
-def ieee_fp32() -> Iterator[None]:
-    """True fp32 (no TF32) in cuDNN convolutions and cuBLAS matmuls while the block runs.
-
-    torch's switches are process-wide, so they are set when the first such block (of any thread)
-    starts and put back as they were when the last one ends: outside ``precision="fp32"`` work on
-    CUDA, the process keeps whatever it had chosen."""
-    global _ieee_blocks
-    with _IEEE_LOCK:
-        if _ieee_blocks == 0:
-            switches = _tf32_switches()
-            _saved_switches[:] = [getattr(obj, name) for obj, name, _ in switches]
-            for obj, name, value in switches:
-                setattr(obj, name, value)
-        _ieee_blocks += 1
-    try:
-        yield
-    finally:
-        with _IEEE_LOCK:
-            _ieee_blocks -= 1
-            if _ieee_blocks == 0:
-                for (obj, name, _), value in zip(_tf32_switches(), _saved_switches):
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._blocks == 0:
+                switches = self._switches()
+                self._saved = [getattr(obj, name) for obj, name, _ in switches]
+                for obj, name, value in switches:
                     setattr(obj, name, value)
+            self._blocks += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._blocks -= 1
+                if self._blocks == 0:
+                    for (obj, name, _), value in zip(self._switches(), self._saved):
+                        setattr(obj, name, value)
 
 
-def numerics(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """The arithmetic context of an engine's work: ``ieee_fp32`` for fp32 on CUDA (where cuDNN would
-    otherwise use TF32, about 1e-3 off the CPU's fp32), nothing else elsewhere."""
-    return ieee_fp32() if device.type == "cuda" and dtype == torch.float32 else contextlib.nullcontext()
+ieee_fp32 = _ProcessSwitches(_tf32_switches)
+ieee_fp32.__doc__ = "True fp32 (no TF32) in cuDNN convolutions and cuBLAS matmuls while the block runs."
+cudnn_benchmark = _ProcessSwitches(lambda: [(torch.backends.cudnn, "benchmark", True)])
+cudnn_benchmark.__doc__ = ("cuDNN times its convolution algorithms on each new shape and keeps the fastest "
+                           "(``torch.backends.cudnn.benchmark``) while the block runs.")
+
+
+def numerics(device: torch.device, dtype: torch.dtype, autotune: bool = False) -> contextlib.AbstractContextManager:
+    """The arithmetic context of an engine's work on ``device``: ``ieee_fp32`` for fp32 on CUDA (where
+    cuDNN would otherwise use TF32, about 1e-3 off the CPU's fp32) and ``cudnn_benchmark`` on CUDA with
+    ``autotune``; nothing elsewhere."""
+    if device.type != "cuda" or not (dtype == torch.float32 or autotune):
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    if dtype == torch.float32:
+        stack.enter_context(ieee_fp32())
+    if autotune:
+        stack.enter_context(cudnn_benchmark())
+    return stack

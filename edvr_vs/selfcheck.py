@@ -1,11 +1,12 @@
 """The CUDA kernels prove themselves before they touch a frame.
 
 The first time a kernel runs on a device at a dtype (per process), it is compared with its
-reference on a small random case: the deformable sampling with ``sample_columns_torch`` (offsets
-that reach past every border, fractional and exact border positions, two groups), each frame
+reference on a small random case: each deformable-sampling kernel with its torch reference (offsets
+that reach past every border, fractional and exact border positions, two groups; v2 on the model's
+real layouts: channels-last input, offsets and mask logits as slices of one channels-last tensor), each frame
 conversion direction with zimg itself (``core.resize.Bilinear``). A kernel that fails to compile,
-fails to launch or disagrees beyond ``TOLERANCE`` is replaced by its reference path (torch's
-sampling; zimg's conversion, frames then travel as RGB), with one line on stderr naming the kernel,
+fails to launch or disagrees beyond ``TOLERANCE`` is replaced by its reference path (the other
+sampling kernel if it passed, else torch's sampling; zimg's conversion, frames then travel as RGB), with one line on stderr naming the kernel,
 device, dtype and reason. Results are kept per process (``results()``) for ``edvr-vs doctor``.
 """
 
@@ -23,7 +24,8 @@ import vapoursynth as vs
 
 from edvr_vs.colour import Colour
 from edvr_vs.convert import PlaneFormat, planes_to_rgb, rgb_to_planes
-from edvr_vs.nn.dcn import sample_columns_cuda, sample_columns_torch
+from edvr_vs.nn.sampling import (sample_columns_cuda, sample_columns_torch, sample_pixel_columns_cuda,
+                                 sample_pixel_columns_torch)
 
 core = vs.core
 
@@ -39,11 +41,11 @@ DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf
 class KernelCheck:
     """How one kernel fared on one device at one dtype."""
 
-    kernel: str  # deform_sample | planes_to_rgb | rgb_to_planes
+    kernel: str  # deform_sample | deform_sample_v2 | planes_to_rgb | rgb_to_planes
     device: str  # e.g. cuda:0
     dtype: str  # the arithmetic's dtype, and for conversions the plane format
     ok: bool
-    path: str  # what runs: cupy, or the fallback (torch, zimg)
+    path: str  # what runs: cupy, or the fallback (deform_sample, i.e. v1, torch, zimg)
     reason: str  # why it fell back ("" when ok)
     max_error: float | None  # against the reference, in the tolerance's units
     tolerance: float
@@ -127,6 +129,33 @@ def check_deform_sample(device: torch.device, dtype: torch.dtype) -> KernelCheck
                       lambda: sample_columns_torch(x, offset, mask, *geometry), TOLERANCE[dtype], "torch")
 
     return _once(("deform_sample", str(device), name), check)
+
+
+def deform_sample_v2_case(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """(x, offset, logit) as the model hands them to v2: 2 images of 16 channels in 2 groups (8 per
+    group: the kernel's widest vector loads), 7×9, channels-last; offsets (up to ±12 px, a quarter
+    exactly zero) and logits as slices of one channels-last ``conv_offset``-like output."""
+    g = torch.Generator().manual_seed(4321)
+    x = torch.randn(2, 16, 7, 9, generator=g)
+    out = torch.randn(2, 3 * 2 * 9, 7, 9, generator=g) * 4
+    out[:, :36][torch.rand(2, 36, 7, 9, generator=g) < 0.25] = 0
+    x, out = (t.to(device, dtype).contiguous(memory_format=torch.channels_last) for t in (x, out))
+    return x, out[:, :36], out[:, 36:]
+
+
+def check_deform_sample_v2(device: torch.device, dtype: torch.dtype) -> KernelCheck:
+    """The v2 sampling kernel against ``sample_pixel_columns_torch`` (once per device and dtype)."""
+    name = DTYPE_NAMES[dtype]
+    geometry = ((3, 3), (1, 1), (1, 1), (1, 1))
+
+    def check() -> KernelCheck:
+        x, offset, logit = deform_sample_v2_case(device, dtype)
+        return verify("deform_sample_v2", device, name,
+                      lambda: sample_pixel_columns_cuda(x, offset, logit, *geometry),
+                      lambda: sample_pixel_columns_torch(x, offset, logit, *geometry), TOLERANCE[dtype],
+                      "deform_sample")
+
+    return _once(("deform_sample_v2", str(device), name), check)
 
 
 # ---- frame conversion ------------------------------------------------------------------------------

@@ -36,9 +36,16 @@ class Speed:
         cuda_only=True)
     channels_last: bool = _switch(
         True, "NHWC activations and weights (oneDNN's and cuDNN's fast layout); False = NCHW")
+    fused_convs: bool = _switch(
+        True, "CPU: each convolution runs with its activation and residual add as oneDNN post-ops, "
+              "saving a pass over memory each; no effect on CUDA")
     batch_align: bool | None = _switch(
         None, "True: the 2N+1 PCD alignments of a window as one batch; False: one call per frame, as "
               "BasicSR; None: batched on CUDA, per frame on the CPU (faster there)")
+    autotune: bool = _switch(
+        True, "time the equivalent algorithms once per shape and keep the fastest: cuDNN's convolution "
+              "algorithms (torch.backends.cudnn.benchmark) and the deformable sampling kernel (v2 or v1); "
+              "False: fixed choices (v2, cuDNN's heuristics), the same in every process", cuda_only=True)
     check_offsets: bool = _switch(
         False, "BasicSR's warning when a DCN's mean offset magnitude exceeds 50 px; a host "
                "synchronisation per DCN, so off by default (not with cuda_graphs)")

@@ -11,7 +11,8 @@ import vapoursynth as vs
 
 from edvr_vs.filter import edvr, edvr_with_engine
 from edvr_vs.frame_io import clip_from_frames, frame_tensor
-from edvr_vs.nn.dcn import DCNv2Pack, deform_conv2d, sample_columns_cuda, sample_columns_torch
+from edvr_vs.nn.dcn import DCNv2Pack, deform_conv2d
+from edvr_vs.nn.sampling import sample_columns_cuda, sample_columns_torch
 from edvr_vs.window import window_indices
 from tests.conftest import demo_frames, gpu_memory_cap
 
@@ -82,14 +83,14 @@ def test_dcn_on_strided_offset_slices_channels_last(groups, dtype, tol):
     pack = pack.to(dtype=dtype, memory_format=torch.channels_last)
     x = torch.randn(5, 64, 36, 60, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
     feat = torch.randn_like(x)
-    offset, _ = pack.offsets_and_mask(feat)
-    assert not offset.is_contiguous()  # really the strided slice
+    offset, logit = pack.offsets_and_logits(feat)
+    assert not offset.is_contiguous() and not logit.is_contiguous()  # really the strided slices
     with torch.inference_mode():
-        pack.backend = "cupy"
-        ours = pack(x, feat)
         pack.backend = "torch"
         ref = pack(x, feat)
-    assert rel(ours, ref) <= tol
+        for backend in ("cupy_v1", "cupy_v2", "cupy"):
+            pack.backend = backend
+            assert rel(pack(x, feat), ref) <= tol, backend
 
 
 def test_one_launch_past_two_to_the_31_column_elements():

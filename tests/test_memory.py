@@ -200,3 +200,16 @@ def test_fp32_on_cuda_means_ieee_and_the_process_keeps_its_switches():
     assert inside == [("ieee", "ieee"), ("ieee", "ieee")]
     assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == before  # put back when the last ends
     assert isinstance(b.cudnn.allow_tf32, bool)  # and torch's legacy view of it still reads
+
+
+def test_autotune_sets_cudnn_benchmark_only_inside_cuda_work():
+    b = torch.backends.cudnn
+    before = b.benchmark
+    assert isinstance(numerics(torch.device("cpu"), torch.float16, autotune=True), contextlib.nullcontext)
+    assert isinstance(numerics(torch.device("cuda"), torch.float16, autotune=False), contextlib.nullcontext)
+    with numerics(torch.device("cuda"), torch.float16, autotune=True):
+        assert b.benchmark is True
+        with numerics(torch.device("cuda"), torch.float32, autotune=True):
+            assert b.benchmark is True and b.conv.fp32_precision == "ieee"
+        assert b.benchmark is True
+    assert b.benchmark == before

@@ -48,7 +48,7 @@ def default_frames(clip, tiny_weights):
 
 
 @pytest.mark.parametrize("switch", [dict(channels_last=False), dict(batch_align=True),
-                                    dict(channels_last=False, batch_align=True)])
+                                    dict(channels_last=False, batch_align=True), dict(fused_convs=False)])
 def test_switches_flipped_give_the_same_frames(clip, tiny_weights, default_frames, switch):
     out, engine = edvr_with_engine(clip, weights=tiny_weights, device="cpu", **switch)
     assert all(getattr(engine.speed, k) == v for k, v in switch.items())
@@ -63,6 +63,7 @@ def test_switches_flipped_give_the_same_frames(clip, tiny_weights, default_frame
     assert max_rel(frames(out), default_frames) <= 1e-5
     # Not a no-op: the layout and the alignment calls are what the switches say.
     assert engine.model.conv_first.weight.is_contiguous() == ("channels_last" in switch)
+    assert engine.model.conv_first.fused == ("fused_convs" not in switch)
     assert batches == ([5] * 7 if "batch_align" in switch else [1] * 5 * 7)
 
 
@@ -345,7 +346,7 @@ def test_every_documented_keyword_is_in_the_signature():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## `edvr_vs.edvr(", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
-    assert len(documented) == 17
+    assert len(documented) == 19
     params = inspect.signature(edvr).parameters
     assert documented == set(params) - {"clip"}
     for name in documented - {f.name for f in dataclasses.fields(Speed)}:

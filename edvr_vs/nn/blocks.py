@@ -7,26 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edvr_vs.nn.conv import conv1, conv3, lrelu
 from edvr_vs.nn.dcn import DCNv2Pack
 
 Pyramid = list[torch.Tensor]  # [L1 (n, C, h, w), L2 (n, C, h/2, w/2), L3 (n, C, h/4, w/4)]
 
 
-def lrelu(x: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(x, 0.1)
-
-
 def upsample2(x: torch.Tensor) -> torch.Tensor:
     """Bilinear ×2, ``align_corners=False`` (``nn.Upsample`` in BasicSR)."""
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-
-
-def conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, 1)
-
-
-def conv1(cin: int, cout: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, 1)
 
 
 class ResidualBlockNoBN(nn.Module):
@@ -43,7 +32,7 @@ class ResidualBlockNoBN(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+        return self.conv2.run(self.conv1.run(x, "relu"), add=x)
 
 
 def residual_stack(num_block: int, num_feat: int) -> nn.Sequential:
@@ -91,19 +80,20 @@ class PCDAlignment(nn.Module):
             level = f"l{i}"
             offset = lrelu(first[i - 1])
             if i == 3:
-                offset = lrelu(self.offset_conv2[level](offset))
+                offset = self.offset_conv2[level].run(offset, "lrelu")
             else:
-                offset = lrelu(self.offset_conv2[level](torch.cat([offset, up_offset], dim=1)))
-                offset = lrelu(self.offset_conv3[level](offset))
+                offset = self.offset_conv2[level].run(torch.cat([offset, up_offset], dim=1), "lrelu")
+                offset = self.offset_conv3[level].run(offset, "lrelu")
             feat = self.dcn_pack[level](nbr_feat_l[i - 1], offset)
             if i < 3:
-                feat = self.feat_conv[level](torch.cat([feat, up_feat], dim=1))
-            if i > 1:
+                feat = self.feat_conv[level].run(torch.cat([feat, up_feat], dim=1), "lrelu" if i > 1 else None)
+            else:
                 feat = lrelu(feat)
+            if i > 1:
                 up_offset = upsample2(offset) * 2
                 up_feat = upsample2(feat)
         offset = torch.cat([feat, ref_l1], dim=1)
-        offset = lrelu(self.cas_offset_conv2(lrelu(self.cas_offset_conv1(offset))))
+        offset = self.cas_offset_conv2.run(self.cas_offset_conv1.run(offset, "lrelu"), "lrelu")
         return lrelu(self.cas_dcnpack(feat, offset))
 
 
@@ -138,20 +128,25 @@ class TSAFusion(nn.Module):
         emb_ref = self.temporal_attn1(aligned_feat[:, self.center_frame_idx])
         emb = self.temporal_attn2(aligned_feat.reshape(b * t, c, h, w)).view(b, t, -1, h, w)
         corr = torch.sigmoid((emb * emb_ref.unsqueeze(1)).sum(dim=2))  # (b, t, h, w)
-        weighted = (aligned_feat * corr.unsqueeze(2)).reshape(b, t * c, h, w)
+        # (b, t·C, h, w) written straight in the features' memory format: a reshape of the product
+        # would copy it into NCHW and the 1×1 convolutions would copy it back.
+        channels_last = aligned_feat.stride(2) == 1
+        weighted = torch.empty((b, t * c, h, w), dtype=aligned_feat.dtype, device=aligned_feat.device,
+                               memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.mul(aligned_feat, corr.unsqueeze(2), out=weighted.unflatten(1, (t, c)))
 
-        feat = lrelu(self.feat_fusion(weighted))
+        feat = self.feat_fusion.run(weighted, "lrelu")
 
         # Spatial attention over a three-level pyramid.
-        attn = lrelu(self.spatial_attn1(weighted))
-        attn = lrelu(self.spatial_attn2(self._pool(attn)))
-        attn_level = lrelu(self.spatial_attn_l1(attn))
-        attn_level = lrelu(self.spatial_attn_l2(self._pool(attn_level)))
-        attn_level = upsample2(lrelu(self.spatial_attn_l3(attn_level)))
-        attn = lrelu(self.spatial_attn3(attn)) + attn_level
-        attn = upsample2(lrelu(self.spatial_attn4(attn)))
+        attn = self.spatial_attn1.run(weighted, "lrelu")
+        attn = self.spatial_attn2.run(self._pool(attn), "lrelu")
+        attn_level = self.spatial_attn_l1.run(attn, "lrelu")
+        attn_level = self.spatial_attn_l2.run(self._pool(attn_level), "lrelu")
+        attn_level = upsample2(self.spatial_attn_l3.run(attn_level, "lrelu"))
+        attn = self.spatial_attn3.run(attn, "lrelu") + attn_level
+        attn = upsample2(self.spatial_attn4.run(attn, "lrelu"))
         attn = self.spatial_attn5(attn)
-        attn_add = self.spatial_attn_add2(lrelu(self.spatial_attn_add1(attn)))
+        attn_add = self.spatial_attn_add2(self.spatial_attn_add1.run(attn, "lrelu"))
         return feat * torch.sigmoid(attn) * 2 + attn_add
 
 
@@ -173,11 +168,11 @@ class PredeblurModule(nn.Module):
         self.resblock_l1 = nn.ModuleList(ResidualBlockNoBN(num_feat) for _ in range(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat_l1 = lrelu(self.conv_first(x))
+        feat_l1 = self.conv_first.run(x, "lrelu")
         if self.hr_in:
-            feat_l1 = lrelu(self.stride_conv_hr2(lrelu(self.stride_conv_hr1(feat_l1))))
-        feat_l2 = lrelu(self.stride_conv_l2(feat_l1))
-        feat_l3 = lrelu(self.stride_conv_l3(feat_l2))
+            feat_l1 = self.stride_conv_hr2.run(self.stride_conv_hr1.run(feat_l1, "lrelu"), "lrelu")
+        feat_l2 = self.stride_conv_l2.run(feat_l1, "lrelu")
+        feat_l3 = self.stride_conv_l3.run(feat_l2, "lrelu")
         feat_l3 = upsample2(self.resblock_l3(feat_l3))
         feat_l2 = upsample2(self.resblock_l2_2(self.resblock_l2_1(feat_l2) + feat_l3))
         feat_l1 = self.resblock_l1[1](self.resblock_l1[0](feat_l1)) + feat_l2

@@ -15,7 +15,7 @@ on one frame alone:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edvr_vs.nn.blocks import PCDAlignment, PredeblurModule, Pyramid, TSAFusion, conv1, conv3, lrelu, residual_stack
+from edvr_vs.nn.blocks import PCDAlignment, PredeblurModule, Pyramid, TSAFusion, residual_stack
+from edvr_vs.nn.conv import conv1, conv3, set_fused
 from edvr_vs.nn.dcn import BackendName, DCNv2Pack
 
 
@@ -191,16 +192,21 @@ class EDVR(nn.Module):
         self.conv_hr = conv3(64, 64)
         self.conv_last = conv3(64, num_out_ch)
 
-    def set_dcn(self, *, backend: BackendName | None = None, check_offsets: bool | None = None) -> None:
-        """How every deformable convolution runs: its sampling ``backend`` (``auto``: the CuPy kernel on
-        CUDA, pure torch elsewhere) and BasicSR's offset-magnitude warning (``check_offsets``, a host
+    def set_fused_convs(self, enabled: bool) -> None:
+        """Convolutions with their activation and residual add fused on the CPU (``edvr_vs.nn.conv``)."""
+        set_fused(self, enabled)
+
+    def set_dcn(self, *, backend: BackendName | None = None, check_offsets: bool | None = None,
+                autotune: bool | None = None) -> None:
+        """How every deformable convolution runs: its sampling ``backend`` (``edvr_vs.nn.dcn``; ``auto``:
+        the CuPy kernels on CUDA, pure torch elsewhere), whether ``cupy`` times its two kernels per shape
+        (``autotune``), and BasicSR's offset-magnitude warning (``check_offsets``, a host
         synchronisation per DCN). None keeps the current setting."""
         for m in self.modules():
             if isinstance(m, DCNv2Pack):
-                if backend is not None:
-                    m.backend = backend
-                if check_offsets is not None:
-                    m.check_offsets = check_offsets
+                for name, value in (("backend", backend), ("check_offsets", check_offsets), ("autotune", autotune)):
+                    if value is not None:
+                        setattr(m, name, value)
 
     # ---- per frame ------------------------------------------------------------------------------
     def extract_features(self, frames: torch.Tensor) -> Pyramid:
@@ -208,10 +214,10 @@ class EDVR(nn.Module):
         if self.config.with_predeblur:
             feat_l1 = self.conv_1x1(self.predeblur(frames))
         else:
-            feat_l1 = lrelu(self.conv_first(frames))
+            feat_l1 = self.conv_first.run(frames, "lrelu")
         feat_l1 = self.feature_extraction(feat_l1)
-        feat_l2 = lrelu(self.conv_l2_2(lrelu(self.conv_l2_1(feat_l1))))
-        feat_l3 = lrelu(self.conv_l3_2(lrelu(self.conv_l3_1(feat_l2))))
+        feat_l2 = self.conv_l2_2.run(self.conv_l2_1.run(feat_l1, "lrelu"), "lrelu")
+        feat_l3 = self.conv_l3_2.run(self.conv_l3_1.run(feat_l2, "lrelu"), "lrelu")
         return [feat_l1, feat_l2, feat_l3]
 
     def offset_halves(self, feats: Pyramid, *, as_reference: bool) -> Pyramid:
@@ -252,9 +258,21 @@ class EDVR(nn.Module):
         if batch_align:
             aligned = self.pcd_align(nbr, ref_l1, first)
         else:
-            aligned = torch.cat([self.pcd_align([f[j:j + 1] for f in nbr], ref_l1[j:j + 1], [f[j:j + 1] for f in first])
-                                 for j in range(b * t)])
+            aligned = self._align_each(([f[j:j + 1] for f in nbr], ref_l1[j:j + 1], [f[j:j + 1] for f in first])
+                                       for j in range(b * t))
         return self.reconstruct(self.fuse(_per_window(aligned, b, t)), w.center_frame)
+
+    def restore_frames(self, frames: Sequence[FrameFeatures], center: FrameFeatures) -> torch.Tensor:
+        """One window straight from its frames' features, aligned frame by frame: the result of
+        ``restore_window(WindowInputs.gather(frames, center), batch_align=False)`` without gathering
+        the window's tensors into batches first (the CPU's path)."""
+        aligned = self._align_each((list(f.feats), center.feats[0], [a + r for a, r in zip(f.as_nbr, center.as_ref)])
+                                   for f in frames)
+        return self.reconstruct(self.fuse(_per_window(aligned, 1, len(frames))), center.frames)
+
+    def _align_each(self, pairs: Iterable[tuple[Pyramid, torch.Tensor, Pyramid]]) -> torch.Tensor:
+        """PCD alignment one neighbour at a time: (features, reference L1, first offsets) → (n, C, h, w)."""
+        return torch.cat([self.pcd_align(nbr, ref_l1, first) for nbr, ref_l1, first in pairs])
 
     def fuse(self, aligned: torch.Tensor) -> torch.Tensor:
         """``(b, t, C, h, w)`` aligned features → ``(b, C, h, w)``."""
@@ -266,12 +284,12 @@ class EDVR(nn.Module):
     def reconstruct(self, fused: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
         """Fused features ``(b, C, h, w)`` + centre frame → restored ``(b, out, H, W)``."""
         out = self.reconstruction(fused)
-        out = lrelu(self.pixel_shuffle(self.upconv1(out)))
-        out = lrelu(self.pixel_shuffle(self.upconv2(out)))
-        out = self.conv_last(lrelu(self.conv_hr(out)))
-        if self.config.hr_in:
-            return out + center
-        return out + F.interpolate(center, scale_factor=4, mode="bilinear", align_corners=False)
+        # The activation is elementwise, so it runs before the shuffle, inside the convolution.
+        out = self.pixel_shuffle(self.upconv1.run(out, "lrelu"))
+        out = self.pixel_shuffle(self.upconv2.run(out, "lrelu"))
+        base = center if self.config.hr_in else F.interpolate(center, scale_factor=4, mode="bilinear",
+                                                                align_corners=False)
+        return self.conv_last.run(self.conv_hr.run(out, "lrelu"), add=base)
 
     # ---- both ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,17 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
     return __nv_bfloat16{(uint16_t)(u >> 16)};
 }
 
+// Bit casts and the read-only-cache load: plain memory here.
+struct uint2 { unsigned x, y; };
+struct uint4 { unsigned x, y, z, w; };
+template <typename T> inline T __ldg(const T* p) { T v; std::memcpy(&v, p, sizeof(T)); return v; }
+inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+inline __half __ushort_as_half(unsigned short u) { __half h; std::memcpy(&h, &u, 2); return h; }
+inline unsigned short __half_as_ushort(__half h) { unsigned short u; std::memcpy(&u, &h, 2); return u; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { return __nv_bfloat16{u}; }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.bits; }
+
 // Run kernel f over a 1-D grid exactly as a launch would, sequentially.
 template <typename... P, typename... A>
 void host_launch(void (*f)(P...), unsigned blocks, unsigned threads, A... args) {

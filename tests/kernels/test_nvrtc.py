@@ -34,7 +34,9 @@ def test_compiles(name, arch):
         nvrtc.destroyProgram(prog)
     text = ptx.decode() if isinstance(ptx, bytes) else ptx
     entries = {line.split("(")[0].split()[-1] for line in text.splitlines() if ".entry" in line}
-    expected = {"deform_sample.cu": {"deform_sample_f32", "deform_sample_f16", "deform_sample_bf16"}}
+    expected = {"deform_sample.cu": {"deform_sample_f32", "deform_sample_f16", "deform_sample_bf16"},
+                "deform_sample_v2.cu": {f"deform_sample_v2_{t}_v{v}" for t in ("f32", "f16", "bf16") for v in (1, 2, 4)}
+                | {"deform_sample_v2_f16_v8", "deform_sample_v2_bf16_v8"}}
     assert expected.get(name, set()) <= entries, entries
     assert set(DEFAULT_DEFINES) <= set(source_names())
 

@@ -60,6 +60,23 @@ def test_the_sampling_kernel_passes_its_check(libs, monkeypatch, dtype):
     assert check.kernel == "deform_sample" and check.dtype == selfcheck.DTYPE_NAMES[dtype]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_the_v2_sampling_kernel_passes_its_check(monkeypatch, tmp_path, dtype):
+    from tests.kernels.test_deform_sample_v2 import emulated_pixel_columns
+
+    lib = build("emulate_deform_sample_v2", tmp_path)
+    monkeypatch.setattr(selfcheck, "sample_pixel_columns_cuda", lambda x, o, m, k, s, p, d: emulated_pixel_columns(
+        lib, x, o, m, k, s, p, d))
+    check = selfcheck.check_deform_sample_v2(CPU, dtype)
+    assert check.ok, check
+    assert check.kernel == "deform_sample_v2" and check.dtype == selfcheck.DTYPE_NAMES[dtype]
+    monkeypatch.setattr(selfcheck, "sample_pixel_columns_cuda", lambda x, o, m, k, s, p, d: emulated_pixel_columns(
+        lib, x, o, -m, k, s, p, d))  # a kernel that forgot a sign in the sigmoid
+    monkeypatch.setattr(selfcheck, "_RESULTS", {})
+    wrong = selfcheck.check_deform_sample_v2(CPU, dtype)
+    assert not wrong.ok and wrong.path == "deform_sample"
+
+
 def test_a_wrong_sampling_kernel_fails_its_check_once(libs, monkeypatch, capfd):
     def off_by_a_row(x, o, m, k, s, p, d):
         return emulated_columns(libs[0], x.roll(1, dims=2), o, m, k, s, p, d)
@@ -117,8 +134,16 @@ def test_a_check_that_cannot_run_fails_instead_of_raising():
 
 
 def failing(kernel: str) -> KernelCheck:
-    return KernelCheck(kernel, "cuda:0", "fp16", False, "torch" if kernel == "deform_sample" else "zimg",
+    return KernelCheck(kernel, "cuda:0", "fp16", False, "torch" if kernel.startswith("deform_sample") else "zimg",
                        "RuntimeError: launch failed", None, 1e-3, 1.0)
+
+
+def test_engine_takes_the_other_kernel_or_torch_when_a_sampling_kernel_fails():
+    engine = Engine(EDVR(num_feat=8, num_extract_block=1, num_reconstruct_block=1), CPU, "fp32", width=16,
+                    height=16, tile=None, tile_overlap=(0, 0), cache_frames=5)
+    packs = [m for m in engine.model.modules() if isinstance(m, DCNv2Pack)]
+    engine.use_kernel_check(failing("deform_sample_v2"))
+    assert {m.backend for m in packs} == {"cupy_v1"}
 
 
 def test_engine_takes_torchs_sampling_when_the_kernel_fails():
@@ -129,7 +154,9 @@ def test_engine_takes_torchs_sampling_when_the_kernel_fails():
     engine.use_kernel_check(failing("planes_to_rgb"))
     assert {m.backend for m in packs} == {"auto"}
     engine.use_kernel_check(failing("deform_sample"))
-    assert {m.backend for m in packs} == {"torch"} and len(engine.kernel_checks) == 2
+    assert {m.backend for m in packs} == {"cupy_v2"}  # v1 failed: the v2 kernel alone, no timing of v1
+    engine.use_kernel_check(failing("deform_sample_v2"))
+    assert {m.backend for m in packs} == {"torch"} and len(engine.kernel_checks) == 3
 
 
 def test_frame_io_falls_back_to_zimg_when_a_conversion_kernel_fails(monkeypatch):

@@ -135,6 +135,26 @@ def test_forward_is_frame_features_then_restore_window():
             for batch_align in (True, False):
                 one = model.restore_window(inputs, batch_align=batch_align)
                 torch.testing.assert_close(one, batched[b:b + 1], rtol=1e-10, atol=1e-10)
+            assert torch.equal(model.restore_frames(frames, frames[2]), model.restore_window(inputs, batch_align=False))
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_fused_convolutions_give_the_same_frames_in_fp32(memory_format):
+    """The CPU's fused convolutions (activation and residual add as oneDNN post-ops) change nothing in fp32
+    channels-last (the default), for every architecture part: extraction, PCD, TSA, reconstruction,
+    pre-deblur. In NCHW oneDNN picks other kernels for some fused shapes: within an ulp there."""
+    for kwargs in ({}, {"with_predeblur": True}, {"with_tsa": False}):
+        model = randomize(EDVR(num_feat=16, num_extract_block=2, num_reconstruct_block=2, **kwargs), seed=4).eval()
+        model = model.to(memory_format=memory_format)
+        x = torch.rand(1, 5, 3, 16, 20, generator=torch.Generator().manual_seed(2))
+        with torch.inference_mode():
+            plain = model(x)
+            model.set_fused_convs(True)
+            fused = model(x)
+        if memory_format == torch.channels_last:
+            assert torch.equal(plain, fused), kwargs
+        else:
+            assert (plain - fused).abs().max() <= 1e-6 * plain.abs().max(), kwargs
 
 
 def test_real_frames_7_frame_model(vimeo_frames, monkeypatch):
