@@ -27,7 +27,7 @@ from edvr_vs.media import MediaError, ffmpeg_exe
 core = vs.core
 
 BENCH_SIZE = {"cpu": (176, 144), "cuda": (640, 360)}  # (width, height) of the benchmark's input
-KERNEL_NAMES = ("deform_sample", "planes_to_rgb", "rgb_to_planes")
+KERNEL_NAMES = ("deform_sample", "deform_sample_v2", "planes_to_rgb", "rgb_to_planes")
 
 
 def _version(dist: str) -> str | None:
@@ -79,11 +79,12 @@ def devices() -> list[dict[str, object]]:
 
 
 def kernel_checks(device: torch.device) -> list[dict[str, object]]:
-    """Every kernel's self-check on ``device``: sampling at fp32/fp16/bf16, conversion of 8- and 10-bit
+    """Every kernel's self-check on ``device``: both sampling kernels at fp32/fp16/bf16, conversion of 8- and 10-bit
     4:2:0 both ways at fp32/fp16 (the filter's formats for most video)."""
     if device.type != "cuda":
         return [{"kernel": k, "device": str(device), "status": "not applicable"} for k in KERNEL_NAMES]
-    checks = [selfcheck.check_deform_sample(device, dtype) for dtype in selfcheck.TOLERANCE]
+    checks = [check(device, dtype) for check in (selfcheck.check_deform_sample, selfcheck.check_deform_sample_v2)
+              for dtype in selfcheck.TOLERANCE]
     colour = Colour(1, False, 0)
     for fmt in (vs.YUV420P8, vs.YUV420P10):
         for dtype in (torch.float32, torch.float16):

@@ -97,6 +97,20 @@ class PCDAlignment(nn.Module):
         return lrelu(self.cas_dcnpack(feat, offset))
 
 
+def _weigh(aligned: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
+    """``aligned (b, t, C, h, w) * corr (b, t, 1, h, w)`` as (b, t·C, h, w). In inference it is written
+    straight in the features' memory format (a reshape of the product would copy it into NCHW, and
+    the 1×1 convolutions would copy it back); autograd, which ``out=`` does not allow, takes the reshape."""
+    b, t, c, h, w = aligned.shape
+    if torch.is_grad_enabled() and (aligned.requires_grad or corr.requires_grad):
+        return (aligned * corr).reshape(b, t * c, h, w)
+    channels_last = aligned.stride(2) == 1
+    weighted = torch.empty((b, t * c, h, w), dtype=aligned.dtype, device=aligned.device,
+                           memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.mul(aligned, corr, out=weighted.unflatten(1, (t, c)))
+    return weighted
+
+
 class TSAFusion(nn.Module):
     """Temporal and spatial attention fusion: (b, t, C, h, w) → (b, C, h, w); h, w even."""
 
@@ -128,12 +142,7 @@ class TSAFusion(nn.Module):
         emb_ref = self.temporal_attn1(aligned_feat[:, self.center_frame_idx])
         emb = self.temporal_attn2(aligned_feat.reshape(b * t, c, h, w)).view(b, t, -1, h, w)
         corr = torch.sigmoid((emb * emb_ref.unsqueeze(1)).sum(dim=2))  # (b, t, h, w)
-        # (b, t·C, h, w) written straight in the features' memory format: a reshape of the product
-        # would copy it into NCHW and the 1×1 convolutions would copy it back.
-        channels_last = aligned_feat.stride(2) == 1
-        weighted = torch.empty((b, t * c, h, w), dtype=aligned_feat.dtype, device=aligned_feat.device,
-                               memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        torch.mul(aligned_feat, corr.unsqueeze(2), out=weighted.unflatten(1, (t, c)))
+        weighted = _weigh(aligned_feat, corr.unsqueeze(2))
 
         feat = self.feat_fusion.run(weighted, "lrelu")
 

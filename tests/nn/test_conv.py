@@ -29,7 +29,10 @@ def test_fused_equals_plain_ops_in_fp32(act, with_add, kernel, stride, memory_fo
     with torch.inference_mode():
         got = conv.run(x, act, add)
         want = plain(conv, x, act, add)
-    assert torch.equal(got, want)
+    if memory_format == torch.channels_last:  # the model's layout: the same oneDNN kernel, bitwise
+        assert torch.equal(got, want)
+    else:  # NCHW: oneDNN may pick another kernel for the fused primitive
+        assert (got - want).abs().max() <= 1e-6 * want.abs().max()
     assert got.is_contiguous(memory_format=memory_format)
 
 
