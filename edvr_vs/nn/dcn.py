@@ -108,23 +108,28 @@ def _gemm_pixel_major(columns: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out.view(b, ho, wo, o).permute(0, 3, 1, 2)
 
 
-ROW_CHUNK = 8  # output rows per step of the CPU's deformable convolution (measured: 4–16 equally fast)
+# Output pixels per step of the CPU's deformable convolution: whole rows, about this many (at 180×320,
+# 4 to 16 rows of 320 were equally fast; much smaller steps spend their time in Python).
+CHUNK_PIXELS = 2560
 
 
 def _dcn_torch_in_row_chunks(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
                              bias: torch.Tensor | None, geometry: tuple) -> torch.Tensor:
-    """The ``torch`` backend in inference: sampling, mask product and GEMM a few output rows at a time,
-    each chunk's columns still in cache when the GEMM reads them, written straight into a channels-last
-    output. Bitwise the whole-image computation (the GEMM's rows are independent); about 1.6× faster
-    on the CPU at 180×320 (148 → 90 ms per DCN, measured)."""
+    """The ``torch`` backend in inference: sampling, mask product and GEMM a few output rows at a time
+    (``CHUNK_PIXELS``), each chunk's columns still in cache when the GEMM reads them, written straight
+    into a channels-last output. The whole-image computation's values (the GEMM's rows are independent;
+    its blocking may round differently); about 1.6× faster on the CPU at 180×320 (148 → 90 ms per DCN)."""
     b, o, (ho, wo) = x.shape[0], weight.shape[0], offset.shape[-2:]
     w2t = weight.reshape(o, -1).t()
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    x = x.contiguous()  # grid_sample's layout, once for every chunk
-    out = torch.empty(b, ho, wo, o, device=x.device, dtype=x.dtype)
-    for r0 in range(0, ho, ROW_CHUNK):
-        r1 = min(ho, r0 + ROW_CHUNK)
-        columns = sample_columns_torch(x, offset, mask, *geometry, rows=(r0, r1))
+    dtype = x.dtype  # of the columns and the GEMM (bf16 GEMMs run on AMX)
+    # grid_sample's layout and arithmetic (fp32 at least), once for every chunk
+    x = x.to(torch.promote_types(dtype, torch.float32), memory_format=torch.contiguous_format)
+    out = torch.empty(b, ho, wo, o, device=x.device, dtype=dtype)
+    rows = max(1, CHUNK_PIXELS // wo)
+    for r0 in range(0, ho, rows):
+        r1 = min(ho, r0 + rows)
+        columns = sample_columns_torch(x, offset, mask, *geometry, rows=(r0, r1)).to(dtype)
         for i in range(b):
             dst = out[i, r0:r1].view((r1 - r0) * wo, o)
             if bias is None:

@@ -46,16 +46,9 @@ def _base_grid(h: int, w: int, ho: int, wo: int, kernel_size: Pair, stride: Pair
     return base_x, base_y
 
 
-def sample_columns_torch(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    mask: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    rows: tuple[int, int] | None = None,
-) -> torch.Tensor:
+def sample_columns_torch(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_size: Pair,
+                         stride: Pair, padding: Pair, dilation: Pair,
+                         rows: tuple[int, int] | None = None) -> torch.Tensor:
     """Channel-major columns ``(b, C·K, P)`` through ``F.grid_sample`` (bilinear, zero padding).
 
     Zero padding gives torchvision's rule: each tap outside the image is zero. Normalising positions
@@ -89,15 +82,8 @@ def sample_columns_torch(
     return sampled.view(b, c * k, p).to(out_dtype)
 
 
-def sample_pixel_columns_torch(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    logit: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-) -> torch.Tensor:
+def sample_pixel_columns_torch(x: torch.Tensor, offset: torch.Tensor, logit: torch.Tensor, kernel_size: Pair,
+                               stride: Pair, padding: Pair, dilation: Pair) -> torch.Tensor:
     """Pixel-major columns ``(b, P, K·C)`` from mask *logits*: the v2 kernel's reference (the
     channel-major columns of ``sigmoid(logit)`` in fp32, reordered)."""
     b, c = x.shape[:2]
@@ -107,22 +93,19 @@ def sample_pixel_columns_torch(
     return cols.view(b, c, k, -1).permute(0, 3, 2, 1).reshape(b, -1, k * c)
 
 
-def sample_columns_cuda(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    mask: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-) -> torch.Tensor:
-    """``kernels/deform_sample.cu``: same contract as ``sample_columns_torch`` (operands copied to NCHW)."""
+def _kernel_shape(kernel: str, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
+                  kernel_size: Pair) -> tuple[int, ...]:
+    """(b, C, h, w, kh, kw, ho, wo, G) of a kernel launch; TypeError for a dtype the kernels lack."""
     if x.dtype not in DTYPE_SUFFIX:
-        raise TypeError(f"deform_sample: dtype {x.dtype} not supported (fp32, fp16, bf16)")
-    b, c, h, w = x.shape
+        raise TypeError(f"{kernel}: dtype {x.dtype} not supported (fp32, fp16, bf16)")
     kh, kw = kernel_size
-    ho, wo = offset.shape[-2:]
-    g = mask.shape[1] // (kh * kw)
+    return (*x.shape, kh, kw, *offset.shape[-2:], mask.shape[1] // (kh * kw))
+
+
+def sample_columns_cuda(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_size: Pair,
+                        stride: Pair, padding: Pair, dilation: Pair) -> torch.Tensor:
+    """``kernels/deform_sample.cu``: same contract as ``sample_columns_torch`` (operands copied to NCHW)."""
+    b, c, h, w, kh, kw, ho, wo, g = _kernel_shape("deform_sample", x, offset, mask, kernel_size)
     x = x.contiguous()
     offset = offset.to(x.dtype).contiguous()
     mask = mask.to(x.dtype).contiguous()
@@ -142,24 +125,12 @@ def vector_width(x: torch.Tensor, groups: int) -> int:
     return v
 
 
-def sample_pixel_columns_cuda(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    logit: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-) -> torch.Tensor:
+def sample_pixel_columns_cuda(x: torch.Tensor, offset: torch.Tensor, logit: torch.Tensor, kernel_size: Pair,
+                              stride: Pair, padding: Pair, dilation: Pair) -> torch.Tensor:
     """``kernels/deform_sample_v2.cu``: same contract as ``sample_pixel_columns_torch``. ``x`` is read
     channels-last (copied only if it is not), offsets and logits through their strides (copied
     only if their dtype differs from ``x``'s)."""
-    if x.dtype not in DTYPE_SUFFIX:
-        raise TypeError(f"deform_sample_v2: dtype {x.dtype} not supported (fp32, fp16, bf16)")
-    b, c, h, w = x.shape
-    kh, kw = kernel_size
-    ho, wo = offset.shape[-2:]
-    g = logit.shape[1] // (kh * kw)
+    b, c, h, w, kh, kw, ho, wo, g = _kernel_shape("deform_sample_v2", x, offset, logit, kernel_size)
     x = x.contiguous(memory_format=torch.channels_last)
     offset, logit = offset.to(x.dtype), logit.to(x.dtype)
     v = vector_width(x, g)

@@ -16,8 +16,8 @@ class FakeCudaTensor:
         self.t, self.device = t, torch.device("cuda", index)
         self.dtype, self.shape = t.dtype, t.shape
 
-    def is_contiguous(self) -> bool:
-        return self.t.is_contiguous()
+    def is_contiguous(self, memory_format: torch.memory_format = torch.contiguous_format) -> bool:
+        return self.t.is_contiguous(memory_format=memory_format)
 
     def stride(self) -> tuple[int, ...]:
         return self.t.stride()
@@ -44,3 +44,32 @@ def test_pointers_then_int32s_then_float32s():
 def test_bad_arguments_refused(tensor, dtype, match):
     with pytest.raises(ValueError, match=match):
         kernel_args([tensor], [dtype], 0, [], [])
+
+
+def test_sampling_wrappers_check_their_operands_before_any_launch():
+    """Both sampling kernels' wrappers on CPU tensors: the launcher refuses them (no GPU touched); a dtype
+    the kernels lack is named; v2 receives x channels-last and the offsets as the strided slices."""
+    from edvr_vs.nn.sampling import sample_columns_cuda, sample_pixel_columns_cuda
+
+    x = torch.randn(1, 16, 5, 6)
+    out = torch.randn(1, 3 * 2 * 9, 5, 6).contiguous(memory_format=torch.channels_last)
+    geometry = ((3, 3), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="kernel argument 0: on cpu"):
+        sample_columns_cuda(x, out[:, :36], out[:, 36:], *geometry)
+    with pytest.raises(ValueError, match="kernel argument 0: on cpu"):
+        sample_pixel_columns_cuda(x, out[:, :36], out[:, 36:], *geometry)
+    for wrapper, name in ((sample_columns_cuda, "deform_sample"), (sample_pixel_columns_cuda, "deform_sample_v2")):
+        with pytest.raises(TypeError, match=f"{name}: dtype torch.float64 not supported"):
+            wrapper(x.double(), out[:, :36], out[:, 36:], *geometry)
+
+
+def test_layouts_are_checked():
+    cl = FakeCudaTensor(torch.randn(1, 4, 3, 3).contiguous(memory_format=torch.channels_last))
+    kernel_args([cl], [torch.float32], 0, [], [], ["channels_last"])
+    kernel_args([cl], [torch.float32], 0, [], [], ["strided"])
+    with pytest.raises(ValueError, match="not contiguous"):
+        kernel_args([cl], [torch.float32], 0, [], [], None)
+    with pytest.raises(ValueError, match="not channels-last"):
+        kernel_args([FakeCudaTensor(torch.randn(1, 4, 3, 3))], [torch.float32], 0, [], [], ["channels_last"])
+    with pytest.raises(ValueError, match="unknown layout 'diagonal'"):
+        kernel_args([cl], [torch.float32], 0, [], [], ["diagonal"])

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision
 
+import edvr_vs.nn.dcn as dcn
 from edvr_vs.nn.dcn import DCNv2Pack, deform_conv2d
 
 
@@ -124,3 +125,23 @@ def test_bf16_samples_where_fp32_does(memory_format):
     err = (ours.double() - ref).abs()
     assert err.max() <= 0.02 * ref.abs().max()
     assert err[..., 500:].mean() <= 2 * err[..., :100].mean() + 1e-3  # no worse far from the origin
+
+
+@pytest.mark.parametrize("b,stride,chunk", [(1, 1, 2560), (2, 1, 23), (2, 2, 7), (1, 1, 1)])
+def test_row_chunks_equal_the_whole_image(monkeypatch, b, stride, chunk):
+    """The CPU's inference path (rows in chunks: uneven, one row, several images) against sampling the
+    whole image and one GEMM (the training path)."""
+    x, offset, mask, weight, bias = make(b, 16, 13, 11, 8, 6, torch.float32, 2.0, stride=stride)
+    monkeypatch.setattr(dcn, "CHUNK_PIXELS", chunk)
+    geometry = ((3, 3), (stride, stride), (1, 1), (1, 1))
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        xf = x.contiguous(memory_format=memory_format)
+        with torch.inference_mode():
+            chunked = dcn._dcn_torch_in_row_chunks(xf, offset, mask, weight, bias, geometry)
+        whole = dcn._gemm_channel_major(dcn.sample_columns_torch(xf, offset, mask, *geometry), xf, weight, bias,
+                                        *offset.shape[-2:])
+        assert chunked.is_contiguous(memory_format=memory_format)
+        assert (chunked - whole).abs().max() <= 1e-6 * whole.abs().max()
+    x.requires_grad_(True)  # training: the whole-image path, which autograd can record
+    deform_conv2d(x, offset, weight, bias, stride, 1, 1, mask, backend="torch").sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
