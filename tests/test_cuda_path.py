@@ -159,3 +159,23 @@ def test_first_use_says_what_it_compiles(capfd):
     sample_columns_cuda(x, offset, mask, *GEOMETRY)
     major, minor = torch.cuda.get_device_capability()
     assert f"edvr: compiling deform_sample.cu for sm_{major}{minor} (cuda:0) with NVRTC" in capfd.readouterr().err
+
+
+def test_autotune_times_both_kernels_once_per_shape(capfd):
+    from edvr_vs import autotune
+
+    x, offset, mask = dcn_inputs(5, 64, 28, 52, 8, dtype=torch.float16)  # a shape no other test times
+    x = x.contiguous(memory_format=torch.channels_last)
+    logit = torch.logit(mask.clamp(1e-3, 1 - 1e-3))
+    weight = (torch.randn(64, 64, 3, 3, device="cuda") / 24).half()
+    from edvr_vs.nn.dcn import deform_conv2d_logits
+
+    with torch.inference_mode():
+        ours = deform_conv2d_logits(x, offset, logit, weight, None, (1, 1), (1, 1), (1, 1), "cupy", True)
+        again = deform_conv2d_logits(x, offset, logit, weight, None, (1, 1), (1, 1), (1, 1), "cupy", True)
+        ref = deform_conv2d_logits(x.float(), offset.float(), logit.float(), weight.float(), None, (1, 1), (1, 1),
+                                   (1, 1), "torch")
+    (choice,) = [c for c in autotune.choices() if "(5,64,28,52)" in c["key"] and "float16" in c["key"]]
+    assert set(choice["ms"]) == {"v2", "v1"} and choice["chosen"] in ("v2", "v1")
+    assert capfd.readouterr().err.count("edvr: timed deform_conv2d") == 1
+    assert torch.equal(ours, again) and rel(ours, ref) <= 5e-3
