@@ -165,10 +165,10 @@ def deform_conv2d(
     padding: int | Pair = 0,
     dilation: int | Pair = 1,
     mask: torch.Tensor | None = None,
-    backend: Literal["auto", "torch", "cupy_v1"] = "auto",
+    backend: Literal["auto", "torch", "cupy", "cupy_v1"] = "auto",
 ) -> torch.Tensor:
     """Modulated deformable convolution, same signature and result as torchvision's (mask after its
-    sigmoid). Backends ``torch`` and ``cupy_v1`` (``auto``: v1 on CUDA); the model's own call, with
+    sigmoid). Backends ``torch`` and ``cupy_v1`` (``cupy`` and ``auto``: v1 on CUDA); the model's own call, with
     mask logits, is ``deform_conv2d_logits``.
 
     Args:

@@ -22,6 +22,8 @@ mask product are fp32 at least; the columns come back in ``x``'s dtype.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -31,18 +33,22 @@ Pair = tuple[int, int]
 VECTOR_BYTES = 16  # the v2 kernel's widest load: 8 fp16/bf16 or 4 fp32 channels
 
 
+@functools.lru_cache(maxsize=64)
 def _base_grid(h: int, w: int, ho: int, wo: int, kernel_size: Pair, stride: Pair, padding: Pair,
                dilation: Pair, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Undeformed positions normalised for ``grid_sample(align_corners=False)``
-    (``x_norm = (2x + 1)/w - 1``): x as (K, 1, wo), y as (K, ho, 1)."""
+    (``x_norm = (2x + 1)/w - 1``): x as (K, 1, wo), y as (K, ho, 1). Kept per shape (the engine's
+    shapes are fixed; the CPU's DCN asks once per row chunk), made as ordinary tensors even inside
+    ``inference_mode``, so that training may use them too."""
     kh, kw = kernel_size
     k = kh * kw
-    rows = torch.arange(ho, device=device, dtype=dtype) * stride[0] - padding[0]
-    cols = torch.arange(wo, device=device, dtype=dtype) * stride[1] - padding[1]
-    ki = (torch.arange(kh, device=device, dtype=dtype) * dilation[0]).repeat_interleave(kw)
-    kj = (torch.arange(kw, device=device, dtype=dtype) * dilation[1]).repeat(kh)
-    base_x = (kj.view(k, 1, 1) + cols.view(1, 1, wo)) * (2.0 / w) + (1.0 / w - 1)
-    base_y = (ki.view(k, 1, 1) + rows.view(1, ho, 1)) * (2.0 / h) + (1.0 / h - 1)
+    with torch.inference_mode(False), torch.no_grad():
+        rows = torch.arange(ho, device=device, dtype=dtype) * stride[0] - padding[0]
+        cols = torch.arange(wo, device=device, dtype=dtype) * stride[1] - padding[1]
+        ki = (torch.arange(kh, device=device, dtype=dtype) * dilation[0]).repeat_interleave(kw)
+        kj = (torch.arange(kw, device=device, dtype=dtype) * dilation[1]).repeat(kh)
+        base_x = (kj.view(k, 1, 1) + cols.view(1, 1, wo)) * (2.0 / w) + (1.0 / w - 1)
+        base_y = (ki.view(k, 1, 1) + rows.view(1, ho, 1)) * (2.0 / h) + (1.0 / h - 1)
     return base_x, base_y
 
 
