@@ -243,7 +243,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from edvr_vs import train
 
-    return train.run(args.config, total_iter=args.total_iter, export=args.export)
+    return train.run(args.config, total_iter=args.total_iter, export=args.export,
+                     max_minutes=args.max_minutes)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -141,3 +141,22 @@ def test_checkpoints_round_trip_and_resume(tmp_path):
     assert any("resumed" in m and "iteration 4" in m for m in logs)
     assert any(m.startswith("iter 6/6") for m in logs)
     assert not any(m.startswith("iter 2/") for m in logs)
+
+
+def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    (tmp_path / "a" / "val").mkdir(parents=True)
+    (tmp_path / "b" / "val").mkdir(parents=True)
+    whole = config(tmp_path / "a", 4)
+    del whole["datasets"]["val"]
+    train(whole)
+    split = config(tmp_path / "b", 4)
+    del split["datasets"]["val"]
+    logs: list[str] = []
+    calls = iter(range(100))
+    train(split, log=logs.append, stop=lambda: next(calls) == 1)  # asked after iterations 1, 2: stops at 2
+    assert any(m.startswith("stopped at iteration 2/4") for m in logs)
+    train(split, log=logs.append)
+    a = torch.load(tmp_path / "a" / "exp" / "models" / "net_g_latest.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "exp" / "models" / "net_g_latest.pth", weights_only=True)
+    for key in ("params", "params_ema"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key

@@ -89,6 +89,14 @@ class WindowSampler:
         gt = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2).float() / 255
         return augment(gt, hflip=self.rng.random() < 0.5, rot90=self.rng.random() < 0.5)
 
+    def state(self) -> dict:
+        """Where the random streams are, so a resumed run draws the windows an uninterrupted one would."""
+        return {"python": self.rng.getstate(), "torch": self.gen.get_state()}
+
+    def load_state(self, state: dict) -> None:
+        self.rng.setstate(state["python"])
+        self.gen.set_state(state["torch"])
+
     def batch(self, size: int, center: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs (b, t, 3, h, w), ground truth (b, 3, H, W) of window position ``center``)."""
         gts = [self.window() for _ in range(size)]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -39,25 +41,31 @@ def init_from(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[st
 
 
 def save_checkpoint(path: Path, model: EDVR, ema: EDVR | None, optimizer: torch.optim.Optimizer, step: int,
-                    half: bool = False) -> None:
-    """BasicSR layout (``params``/``params_ema``) plus ``<path>.state`` for resuming; both atomic."""
+                    sampler: WindowSampler) -> None:
+    """BasicSR layout (``params``/``params_ema``) plus ``<path>.state`` (optimizer, iteration, random
+    streams) from which training resumes exactly where it was; both written atomically."""
     def tensors(m: EDVR) -> dict[str, torch.Tensor]:
-        return {k: (v.half() if half else v).clone() for k, v in m.state_dict().items()}
+        return {k: v.clone() for k, v in m.state_dict().items()}
 
     ckpt = {"params": tensors(model)}
     if ema is not None:
         ckpt["params_ema"] = tensors(ema)
+    state = {"optimizer": optimizer.state_dict(), "step": step, "params": model.state_dict(),
+             **({"params_ema": ema.state_dict()} if ema else {}), "rng": torch.get_rng_state(),
+             "sampler": sampler.state()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    for target, obj in ((path, ckpt), (path.with_suffix(".state"), {"optimizer": optimizer.state_dict(),
-                                                                  "step": step, "params": model.state_dict(),
-                                                                  **({"params_ema": ema.state_dict()} if ema else {}),
-                                                                  "rng": torch.get_rng_state()})):
+    for target, obj in ((path, ckpt), (path.with_suffix(".state"), state)):
         with atomic_output(target) as tmp:
             torch.save(obj, tmp)
 
 
-def train(config: dict, *, log=print) -> dict[str, float]:
-    """Run the training a config describes; returns the last validation metrics (or {})."""
+def train(config: dict, *, log=print, stop: Callable[[], bool] = lambda: False) -> dict[str, float]:
+    """Run the training a config describes; returns the last validation metrics (or {}).
+
+    ``stop`` is asked after every iteration: when it says yes, a checkpoint is written and
+    training returns; run it again with the same config to go on from there (the same
+    windows, learning rates and weights as one uninterrupted run).
+    """
     torch.manual_seed(config.get("manual_seed", 0))
     if config.get("num_threads"):
         torch.set_num_threads(int(config["num_threads"]))
@@ -80,6 +88,11 @@ def train(config: dict, *, log=print) -> dict[str, float]:
     optimizer = torch.optim.Adam(model.parameters(), lr=float(opt_cfg["lr"]),
                                  betas=tuple(opt_cfg.get("betas", (0.9, 0.999))),
                                  weight_decay=float(opt_cfg.get("weight_decay", 0)))
+    dcfg = config["datasets"]["train"]
+    degradation = Degradation(**dcfg.get("degradation", {"scale": model.config.scale}))
+    sequences = [s for spec in dcfg["sources"] for s in load_source(spec)]
+    sampler = WindowSampler(sequences, model.config.num_frame, int(dcfg["gt_size"]), degradation,
+                            seed=config.get("manual_seed", 0))
     step = 0
     state_path = ckpt_path.with_suffix(".state")
     if config["path"].get("resume", True) and state_path.exists():
@@ -90,13 +103,8 @@ def train(config: dict, *, log=print) -> dict[str, float]:
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
         torch.set_rng_state(state["rng"])
+        sampler.load_state(state["sampler"])
         log(f"resumed from {state_path} at iteration {step}")
-
-    dcfg = config["datasets"]["train"]
-    degradation = Degradation(**dcfg.get("degradation", {"scale": model.config.scale}))
-    sequences = [s for spec in dcfg["sources"] for s in load_source(spec)]
-    sampler = WindowSampler(sequences, model.config.num_frame, int(dcfg["gt_size"]), degradation,
-                            seed=config.get("manual_seed", 0) + step)
     val_cfg = config["datasets"].get("val")
     val_seqs = [s for spec in val_cfg["sources"] for s in load_source(spec)] if val_cfg else []
 
@@ -130,12 +138,16 @@ def train(config: dict, *, log=print) -> dict[str, float]:
         if step % 10 == 0 or step == total:
             rate = (step - first_step) / max(time.monotonic() - t0, 1e-6)
             log(f"iter {step}/{total} loss {loss.item():.5f} lr {lr:.2e} ({rate:.2f} it/s)")
-        if step % save_every == 0 or step == total:
-            save_checkpoint(ckpt_path, model, ema, optimizer, step)
+        stopping = step < total and stop()
+        if step % save_every == 0 or step == total or stopping:
+            save_checkpoint(ckpt_path, model, ema, optimizer, step, sampler)
         if val_every and (step % val_every == 0 or step == total):
             metrics = validate(ema or model, val_seqs, degradation, int(val_cfg.get("max_frames", 0)))
             log("val " + " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
             model.train()
+        if stopping:
+            log(f"stopped at iteration {step}/{total}; {ckpt_path.with_suffix('.state')} resumes it")
+            break
     return metrics
 
 
@@ -148,15 +160,32 @@ def log_line(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run(config_path: str | Path, *, total_iter: int | None = None, export: str | Path | None = None) -> int:
+def run(config_path: str | Path, *, total_iter: int | None = None, export: str | Path | None = None,
+        max_minutes: float | None = None) -> int:
     """Train from a YAML config (``total_iter`` overrides ``train.total_iter``); with ``export``, then write
-    the fp16 (EMA) weights there and print their sha256. The command's body."""
+    the fp16 (EMA) weights there and print their sha256. ``max_minutes``, SIGINT and SIGTERM end the run
+    early with a checkpoint that the same command resumes (no export then). The command's body."""
     config = yaml.safe_load(Path(config_path).read_text())
     if total_iter:
         config["train"]["total_iter"] = total_iter
-    train(config, log=log_line)
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes else math.inf
+    signalled: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signalled.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        train(config, log=log_line, stop=lambda: bool(signalled) or time.monotonic() > deadline)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    latest = Path(config["path"]["experiments_root"]) / "models" / "net_g_latest.pth"
+    done = int(torch.load(latest.with_suffix(".state"), weights_only=True)["step"]) >= int(config["train"]["total_iter"])
+    if not done:
+        log_line("not finished: run the same command again to resume")
+        return 128 + signalled[0] if signalled else 0
     if export:
-        latest = Path(config["path"]["experiments_root"]) / "models" / "net_g_latest.pth"
         print(f"{export} sha256 {export_weights(latest, export)}")
     return 0
 
@@ -165,6 +194,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``edvr-vs train`` and ``python -m edvr_vs.train``)."""
     parser.add_argument("config", help="YAML file with BasicSR-style keys (network_g, datasets, train, path)")
     parser.add_argument("--total-iter", type=int, help="override train.total_iter")
+    parser.add_argument("--max-minutes", type=float, metavar="M",
+                        help="stop after M minutes with a checkpoint; the same command resumes from it")
     parser.add_argument("--export", metavar="FILE",
                         help="after training, write the fp16 (EMA) weights to FILE and print its sha256")
 
@@ -173,4 +204,4 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edvr_vs.train", description="Train EDVR from a YAML config.")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return run(args.config, total_iter=args.total_iter, export=args.export)
+    return run(args.config, total_iter=args.total_iter, export=args.export, max_minutes=args.max_minutes)
