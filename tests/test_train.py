@@ -160,3 +160,21 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
     b = torch.load(tmp_path / "b" / "exp" / "models" / "net_g_latest.pth", weights_only=True)
     for key in ("params", "params_ema"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_the_command_stops_at_its_time_limit_and_exports_only_when_finished(tmp_path):
+    import yaml
+
+    from edvr_vs.train.loop import run
+
+    cfg = config(tmp_path, 3)
+    del cfg["datasets"]["val"]
+    path = tmp_path / "train.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "model.pth"
+    assert run(path, export=out, max_minutes=0) == 0  # stops after its first iteration
+    state = tmp_path / "exp" / "models" / "net_g_latest.state"
+    assert torch.load(state, weights_only=True)["step"] == 1 and not out.exists()
+    assert run(path, export=out) == 0
+    assert torch.load(state, weights_only=True)["step"] == 3
+    assert load_model(out).config.num_feat == 16

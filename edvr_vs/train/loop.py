@@ -168,24 +168,29 @@ def run(config_path: str | Path, *, total_iter: int | None = None, export: str |
     config = yaml.safe_load(Path(config_path).read_text())
     if total_iter:
         config["train"]["total_iter"] = total_iter
-    deadline = time.monotonic() + 60 * max_minutes if max_minutes else math.inf
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
     signalled: list[int] = []
+    stopped: list[bool] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         signalled.append(signum)
 
+    def stop() -> bool:
+        if signalled or time.monotonic() > deadline:
+            stopped.append(True)
+        return bool(stopped)
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        train(config, log=log_line, stop=lambda: bool(signalled) or time.monotonic() > deadline)
+        train(config, log=log_line, stop=stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    latest = Path(config["path"]["experiments_root"]) / "models" / "net_g_latest.pth"
-    done = int(torch.load(latest.with_suffix(".state"), weights_only=True)["step"]) >= int(config["train"]["total_iter"])
-    if not done:
+    if stopped:
         log_line("not finished: run the same command again to resume")
         return 128 + signalled[0] if signalled else 0
     if export:
+        latest = Path(config["path"]["experiments_root"]) / "models" / "net_g_latest.pth"
         print(f"{export} sha256 {export_weights(latest, export)}")
     return 0
 
