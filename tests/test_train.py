@@ -77,6 +77,18 @@ def test_cosine_schedule():
     assert cosine_lr(50, 4e-4, [50, 50], 0.0, [1, 0.5]) == pytest.approx(2e-4)  # restart at half weight
 
 
+def test_a_source_can_be_shrunk_before_cropping():
+    full = load_source({"path": CARPHONE, "max_frames": 20})[0]
+    half = load_source({"path": CARPHONE, "max_frames": 20, "resize": 0.5})[0]
+    assert full.shape == (20, 144, 176, 3) and half.shape == (20, 72, 88, 3) and half.dtype == full.dtype
+    for t in (0, 17):  # both sides of the 16-frame chunks
+        ref = imresize(torch.from_numpy(full[t]).permute(2, 0, 1).double(), 0.5).round().clamp(0, 255)
+        assert (torch.from_numpy(half[t]).permute(2, 0, 1).double() - ref).abs().max() <= 1
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=r"resize must be in \(0, 1\], got " + str(bad)):
+            load_source({"path": CARPHONE, "resize": bad})
+
+
 def test_loss_goes_down_on_real_crops():
     torch.manual_seed(0)
     seqs = load_source({"path": CARPHONE, "max_frames": 12})
