@@ -26,13 +26,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from edvr_vs.frame_cache import FrameCache
 from edvr_vs.graphs import GraphCache
 from edvr_vs.numerics import numerics
 from edvr_vs.selfcheck import KernelCheck, check_deform_sample, check_deform_sample_v2
-from edvr_vs.nn.edvr import EDVR, FrameFeatures, WindowInputs
+from edvr_vs.nn.edvr import EDVR, FrameFeatures, WindowInputs, pad_to_multiple
 from edvr_vs.speed import Speed
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -162,19 +161,11 @@ class Engine:
             self.model.set_dcn(backend=DCN_BACKENDS[left[0]] if len(left) == 1 else "torch")
 
     # ---- per frame --------------------------------------------------------------------------
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.cfg.multiple
-        h, w = x.shape[-2:]
-        ph, pw = -h % m, -w % m
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return x
-
     def frame_features(self, rgb: torch.Tensor, tile: Tile) -> CachedFrame:
         """One frame's tile (RGB (3, h, w), any device) on the device, and its features."""
         region = rgb[:, tile.ry0:tile.ry1, tile.rx0:tile.rx1]
         x = region.unsqueeze(0).to(self.device, self.dtype, non_blocking=True)
-        x = self._pad(x).contiguous(memory_format=self.memory_format)
+        x = pad_to_multiple(x, self.cfg.multiple).contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
             features = self.model.frame_features(x)
         ready = None

@@ -308,6 +308,14 @@ class EDVR(nn.Module):
         return self.restore_window(inputs)
 
 
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``(..., h, w)`` → bottom and right edges replicated up to multiples of ``multiple`` (what
+    ``EDVR`` needs: ``EDVRConfig.multiple``); the restored frame's first ``scale·h`` rows and
+    ``scale·w`` columns are the unpadded frame's."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+
+
 def _per_window(x: torch.Tensor, b: int, t: int) -> torch.Tensor:
     """(b·t, ...) → (b, t, ...)."""
     return x.view(b, t, *x.shape[1:])
