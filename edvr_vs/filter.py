@@ -24,22 +24,18 @@ from dataclasses import dataclass
 import torch
 import vapoursynth as vs
 
-from edvr_vs import zoo
-from edvr_vs.checkpoint import CheckpointError, load_model
+from edvr_vs.arguments import (Invalid, check_clip, check_padding, check_scene_change, default_padding, device_of,
+                               output_format, pair, resolve_weights)
 from edvr_vs.colour import matrix_number
 from edvr_vs.engine import PRECISIONS, Engine
 from edvr_vs.frame_io import frame_io_for
 from edvr_vs.nn.edvr import EDVR
 from edvr_vs.speed import Speed, describe
-from edvr_vs.window import PADDING_MODES, scene_window, splice_windows, window_indices
+from edvr_vs.window import output_window, splice_windows
 
 core = vs.core
 
 DEFAULT_OVERLAP = 32
-
-
-class _Invalid(Exception):
-    """A bad argument; becomes ``vs.Error("edvr: ...")``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,123 +140,29 @@ def two_stage(clip: vs.VideoNode, *, stage1: str | os.PathLike[str], stage2: str
 
 # ---- validation -------------------------------------------------------------------------------------
 
-def _pair(value: object, name: str, *, allow_zero: bool) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    ok = (isinstance(value, (tuple, list)) and len(value) == 2
-          and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
-    if ok:
-        ok = all((v >= 0 if allow_zero else v > 0) and v % 4 == 0 for v in value)
-    if not ok:
-        kind = "non-negative" if allow_zero else "positive"
-        raise _Invalid(f"{name!r} must be two {kind} multiples of 4 (width, height), got {value!r}")
-    return int(value[0]), int(value[1])
-
-
-def _device(device: object, device_index: object) -> torch.device:
-    if not isinstance(device_index, int) or isinstance(device_index, bool) or device_index < 0:
-        raise _Invalid(f"'device_index' must be an int ≥ 0, got {device_index!r}")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not isinstance(device, str) or not (device in ("cpu", "cuda") or
-                                           (device.startswith("cuda:") and device[5:].isdigit())):
-        raise _Invalid(f"'device' must be 'cuda', 'cuda:N' or 'cpu', got {device!r}")
-    if device == "cpu":
-        return torch.device("cpu")
-    index = int(device[5:]) if ":" in device else device_index
-    if not torch.cuda.is_available():
-        raise _Invalid(f"'device' is {device!r} but CUDA is not available here (torch sees no GPU); use 'cpu'")
-    count = torch.cuda.device_count()
-    if index >= count:
-        raise _Invalid(f"CUDA device index {index} is out of range: {count} device(s) present")
-    return torch.device("cuda", index)
-
-
-def _format(fmt: object, clip: vs.VideoNode) -> vs.VideoFormat:
-    if fmt is None:
-        return clip.format
-    try:
-        out = core.get_video_format(fmt)  # a preset, a format id or a VideoFormat
-    except (vs.Error, TypeError, ValueError):
-        raise _Invalid(f"'format' must be a VapourSynth video format (e.g. vs.YUV420P10), got {fmt!r}") from None
-    if out is None or out.id == 0:
-        raise _Invalid(f"'format' must be a VapourSynth video format (e.g. vs.YUV420P10), got {fmt!r}")
-    if out.color_family not in (vs.RGB, vs.YUV):
-        raise _Invalid(f"'format' must be RGB or YUV, got {out.name}")
-    return out
-
-
-def _check_clip(clip: object) -> vs.VideoNode:
-    if not isinstance(clip, vs.VideoNode):
-        raise _Invalid(f"'clip' must be a video clip (vs.VideoNode), got {type(clip).__name__}")
-    if clip.format is None or clip.format.id == 0:
-        raise _Invalid("'clip' has a variable format; convert it to one format first (e.g. resize.Bicubic(format=...))")
-    if clip.width == 0 or clip.height == 0:
-        raise _Invalid("'clip' has a variable resolution; resize it to one size first")
-    if clip.format.color_family not in (vs.RGB, vs.YUV):
-        raise _Invalid(f"'clip' must be RGB or YUV, got {clip.format.name} (GRAY has no colour for EDVR)")
-    return clip
-
-
-def _resolve_weights(model: object, weights: object) -> tuple[EDVR, str | None]:
-    """The network, and the zoo's padding mode for it (None for a plain checkpoint)."""
-    if model is not None and weights is not None:
-        raise _Invalid("give either 'model' (a zoo name) or 'weights' (a checkpoint path), not both")
-    if weights is not None:
-        if not isinstance(weights, (str, os.PathLike)):
-            raise _Invalid(f"'weights' must be a checkpoint path, got {type(weights).__name__}")
-        path, padding = weights, None
-    else:
-        if model is None:
-            model = zoo.default_model()
-            if model is None:
-                raise _Invalid("no default model is shipped with this version; pass model= (a zoo name: "
-                               f"{', '.join(zoo.names())}) or weights= (a checkpoint path)")
-        if not isinstance(model, str) or model not in zoo.names():
-            raise _Invalid(f"'model' must be one of {', '.join(zoo.names())}, got {model!r}")
-        try:
-            path = zoo.weights_path(model)
-        except zoo.ZooError as e:
-            raise _Invalid(f"'model': {e}") from None
-        padding = zoo.entry(model).padding
-    try:
-        return load_model(path), padding
-    except CheckpointError as e:
-        raise _Invalid(f"'weights': {e}") from None
-
-
 def _options(clip: vs.VideoNode, a: dict[str, object]) -> Options:
     """``edvr()``'s arguments ``a`` → ``Options``."""
-    dev = _device(a["device"], a["device_index"])
+    dev = device_of(a["device"], a["device_index"])
     precision = a["precision"]
     if precision is None:
         precision = "fp16" if dev.type == "cuda" else "fp32"
     if precision not in PRECISIONS:
-        raise _Invalid(f"'precision' must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise Invalid(f"'precision' must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if dev.type == "cpu" and precision == "fp16":
-        raise _Invalid("'precision' 'fp16' needs CUDA; on the CPU use 'fp32' or 'bf16'")
-    padding = a["padding"]
-    if padding is not None and padding not in PADDING_MODES:
-        raise _Invalid(f"'padding' must be one of {', '.join(PADDING_MODES)}, got {padding!r}")
-    if not isinstance(a["scene_change"], bool):
-        raise _Invalid(f"'scene_change' must be True or False, got {a['scene_change']!r}")
-    tile = None if a["tile"] is None else _pair(a["tile"], "tile", allow_zero=False)
+        raise Invalid("'precision' 'fp16' needs CUDA; on the CPU use 'fp32' or 'bf16'")
+    padding = check_padding(a["padding"])
+    scene_change = check_scene_change(a["scene_change"])
+    tile = None if a["tile"] is None else pair(a["tile"], "tile", allow_zero=False)
     overlap = ((DEFAULT_OVERLAP, DEFAULT_OVERLAP) if a["tile_overlap"] is None
-               else _pair(a["tile_overlap"], "tile_overlap", allow_zero=True))
+               else pair(a["tile_overlap"], "tile_overlap", allow_zero=True))
     try:
         speed = Speed(**{f.name: a[f.name] for f in dataclasses.fields(Speed)})
         speed.check_device(dev)
         matrix = None if a["matrix"] is None else matrix_number(a["matrix"])
     except ValueError as e:
-        raise _Invalid(str(e)) from None
-    return Options(device=dev, precision=precision, padding=padding, scene_change=a["scene_change"], tile=tile,
-                   tile_overlap=overlap, speed=speed, format=_format(a["format"], clip), matrix=matrix)
-
-
-def _default_padding(net: EDVR) -> str:
-    """Padding for a checkpoint outside the zoo: replicate with pre-deblur (BasicSR's deblur
-    configurations), reflection_circle otherwise (its SR configurations)."""
-    return "replicate" if net.config.with_predeblur else "reflection_circle"
+        raise Invalid(str(e)) from None
+    return Options(device=dev, precision=precision, padding=padding, scene_change=scene_change, tile=tile,
+                   tile_overlap=overlap, speed=speed, format=output_format(a["format"], clip), matrix=matrix)
 
 
 # ---- wiring ----------------------------------------------------------------------------------------
@@ -268,12 +170,12 @@ def _default_padding(net: EDVR) -> str:
 def _restore(a: dict[str, object]) -> tuple[vs.VideoNode, Engine]:
     """``edvr()``'s arguments → the output clip and its engine; bad arguments raise ``vs.Error``."""
     try:
-        clip = _check_clip(a["clip"])
+        clip = check_clip(a["clip"])
         opts = _options(clip, a)
-        net, zoo_padding = _resolve_weights(a["model"], a["weights"])
+        net, zoo_padding = resolve_weights(a["model"], a["weights"])
         if opts.padding is None:
-            opts = dataclasses.replace(opts, padding=zoo_padding or _default_padding(net))
-    except _Invalid as e:
+            opts = dataclasses.replace(opts, padding=zoo_padding or default_padding(net))
+    except Invalid as e:
         raise vs.Error(f"edvr: {e}") from None
     return _build(clip, net, opts)
 
@@ -302,10 +204,7 @@ def _build(clip: vs.VideoNode, net: EDVR, opts: Options) -> tuple[vs.VideoNode, 
     blank = io.blank(clip.width * cfg.scale, clip.height * cfg.scale)
 
     def restore(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
-        delivered = window_indices(n, radius, 0, length - 1, padding)
-        by_index = dict(zip(delivered, f[1:]))
-        window = (scene_window(n, radius, length, padding, delivered, {i: fr.props for i, fr in by_index.items()})
-                  if opts.scene_change else delivered)
+        window, by_index = output_window(n, radius, length, padding, f[1:], scene_change=opts.scene_change)
         fout = f[0].copy()
         props = fout.props
         for key, value in by_index[n].props.items():

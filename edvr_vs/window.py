@@ -10,12 +10,14 @@ Scene cuts (``scene_window``): frames across a cut are replaced by applying the
 same rule to the output frame's own scene. A cut between frames a and a+1 is
 marked by ``_SceneChangeNext`` on a or ``_SceneChangePrev`` on a+1.
 
-``splice_windows`` turns the clip-edge rule into 2N+1 clips, one per window position.
+``splice_windows`` turns the clip-edge rule into 2N+1 clips, one per window position, and
+``output_window`` applies the scene rule to the frames they deliver (``edvr()`` and
+``window_clips()`` both take their windows from these two).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import vapoursynth as vs
 
@@ -126,3 +128,15 @@ def splice_windows(clip: vs.VideoNode, radius: int, padding: str) -> list[vs.Vid
         pieces += [clip[pick(n)] for n in tail]
         clips.append(core.std.Splice(pieces) if len(pieces) > 1 else pieces[0])
     return clips
+
+
+def output_window(n: int, radius: int, length: int, padding: str, frames: Sequence[vs.VideoFrame], *,
+                  scene_change: bool) -> tuple[list[int], dict[int, vs.VideoFrame]]:
+    """Output ``n``'s window from ``frames``, frame n of each of ``splice_windows``' clips: its source
+    indices (clip edges; then, with ``scene_change``, scene cuts from the frames' props) and the
+    delivered frames by source index (every index of the window is among them)."""
+    delivered = window_indices(n, radius, 0, length - 1, padding)
+    by_index = dict(zip(delivered, frames))
+    if not scene_change:
+        return delivered, by_index
+    return scene_window(n, radius, length, padding, delivered, {i: f.props for i, f in by_index.items()}), by_index
