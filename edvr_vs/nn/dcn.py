@@ -9,7 +9,10 @@ Backends (``DCNv2Pack.backend``, ``EDVR.set_dcn``):
               writes pixel-major columns, whose GEMM output is channels-last;
 ``cupy``      on each new shape, v2 and v1 are timed (``edvr_vs.autotune``) and the faster one kept;
               without autotuning v2;
-``auto``      ``cupy`` on CUDA, ``torch`` elsewhere.
+``auto``      ``cupy`` on CUDA, ``torch`` elsewhere;
+``export``    ``torch``'s arithmetic behind one operator, ``edvr_vs::deform_conv2d``, that ``torch.export``
+              records as it is (instead of tracing the sampling), so that the ONNX export writes it as
+              the standard ``DeformConv`` (``edvr_vs.onnx_export``).
 
 Conventions are those of ``torchvision.ops.deform_conv2d`` and BasicSR's ``DCNv2Pack``: ``offset``
 has ``2·G·K`` channels ordered (group, kernel position, (dy, dx)); the mask ``G·K`` channels ordered
@@ -28,8 +31,8 @@ from torch import nn
 from edvr_vs.autotune import choose
 from edvr_vs.nn.sampling import (Pair, sample_columns_cuda, sample_columns_torch, sample_pixel_columns_cuda)
 
-BackendName = Literal["auto", "torch", "cupy", "cupy_v1", "cupy_v2"]
-BACKENDS = ("auto", "torch", "cupy", "cupy_v1", "cupy_v2")
+BackendName = Literal["auto", "torch", "cupy", "cupy_v1", "cupy_v2", "export"]
+BACKENDS = ("auto", "torch", "cupy", "cupy_v1", "cupy_v2", "export")
 
 
 def _pair(v: int | tuple[int, int], name: str) -> Pair:
@@ -183,7 +186,7 @@ def deform_conv2d(
     g = _check(x, offset, mask, weight, stride, padding, dilation)
     name = resolve_backend(backend, x.device)
     if name not in ("torch", "cupy", "cupy_v1"):
-        raise ValueError(f"deform_conv2d: backend {backend!r} needs mask logits (deform_conv2d_logits)")
+        raise ValueError(f"deform_conv2d: backend {backend!r} is the model's own call (deform_conv2d_logits)")
     kernel_size = tuple(weight.shape[-2:])
     if mask is None:
         mask = x.new_ones(x.shape[0], g * kernel_size[0] * kernel_size[1], *offset.shape[-2:])
@@ -209,7 +212,7 @@ def deform_conv2d_logits(
     calls it: offsets and logits may be strided views of ``conv_offset``'s output. Every backend;
     ``cupy`` times v2 against v1 on each new shape when ``autotune``. Returns ``(b, O, ho, wo)``,
     channels-last where ``x`` is (NCHW otherwise, except from v2)."""
-    _check(x, offset, logit, weight, stride, padding, dilation)
+    g = _check(x, offset, logit, weight, stride, padding, dilation)
     name = resolve_backend(backend, x.device)
     kernel_size = tuple(weight.shape[-2:])
     ho, wo = offset.shape[-2:]
@@ -223,12 +226,33 @@ def deform_conv2d_logits(
 
     if name == "torch":
         return _torch_backend(x, offset, _sigmoid_nchw(logit), weight, bias, geometry)
+    if name == "export":
+        return deform_conv2d_op(x, offset, torch.sigmoid(logit), weight, bias, list(stride), list(padding),
+                                list(dilation), g)
     if name == "cupy_v1":
         return channel_major(sample_columns_cuda)
     if name == "cupy_v2" or not autotune:
         return v2()
     key = ("deform_conv2d", str(x.device), x.dtype, tuple(x.shape), tuple(weight.shape), geometry)
     return choose(key, {"v2": v2, "v1": lambda: channel_major(sample_columns_cuda)})
+
+
+@torch.library.custom_op("edvr_vs::deform_conv2d", mutates_args=())
+def deform_conv2d_op(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+                     bias: torch.Tensor, stride: list[int], padding: list[int], dilation: list[int],
+                     groups: int) -> torch.Tensor:
+    """``deform_conv2d`` (torch backend, mask after its sigmoid) as one operator of torch's: the
+    ``export`` backend's call, which ``torch.export`` keeps whole. Shapes as ``deform_conv2d``'s;
+    ``groups``: G, the deformable groups (which the offsets' shape implies: an attribute for ONNX)."""
+    return deform_conv2d(x, offset, weight, bias, tuple(stride), tuple(padding), tuple(dilation), mask,
+                         backend="torch")
+
+
+@deform_conv2d_op.register_fake
+def _deform_conv2d_shape(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+                         bias: torch.Tensor, stride: list[int], padding: list[int], dilation: list[int],
+                         groups: int) -> torch.Tensor:
+    return x.new_empty(x.shape[0], weight.shape[0], *offset.shape[-2:])
 
 
 class DCNv2Pack(nn.Module):
