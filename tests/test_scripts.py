@@ -74,3 +74,14 @@ def test_soak_samples_memory_and_descriptors():
     assert out["frames"] == 30 and out["vspipe_rc"] == 0 and [s["frames"] for s in out["samples"]] == [10, 20, 30]
     assert all(s["rss_bytes"] > 100e6 and s["open_fds"] >= 3 for s in out["samples"])  # the real vspipe, with torch
     assert isinstance(out["rss_growth_bytes_per_1000_frames"], int)
+
+
+def test_bench_peers_small():
+    out = run_json("scripts/bench_peers.py", "--size", "48x32", "--frames", "4", "--threads", "1")
+    assert out["model"] == "EDVR_T_x4_SR" and out["size"] == "48x32" and out["frames"] == 4
+    results = out["results"]
+    assert list(results)[:2] == ["edvr_cpu", "ort_cpu"]
+    assert all(r["fps"] > 0 and r["first_frame_s"] > 0 for r in results.values())
+    assert results["ort_cpu"]["max_abs_diff_vs_edvr_cpu"] < 1e-3  # the same frames
+    ratio = out["fps_ratio_vs_edvr_cpu"]
+    assert ratio["edvr_cpu"] == 1 and abs(ratio["ort_cpu"] - results["ort_cpu"]["fps"] / results["edvr_cpu"]["fps"]) < 1e-3
