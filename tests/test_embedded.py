@@ -45,7 +45,7 @@ def gain(gt: torch.Tensor) -> float:
 
 def test_beats_bicubic_on_held_out_frames(vimeo_frames):
     gains = [gain(vimeo_frames), gain(demo_frames(7)[..., :176, :])]
-    # Measured on these frames: +1.214 dB (Vimeo-90K) and +1.022 dB (demo_000, 7 frames), mean 1.118;
-    # asserted with a 0.15 dB safety band.
-    assert np.mean(gains) >= 1.118 - 0.15, gains
+    # Measured on these frames: +1.523 dB (Vimeo-90K) and +1.255 dB (demo_000, 7 frames), mean 1.389
+    # (stage 1's model: +1.214, +1.022); asserted with a 0.15 dB safety band.
+    assert np.mean(gains) >= 1.389 - 0.15, gains
     assert min(gains) >= 0.5, gains
