@@ -86,8 +86,9 @@ def export_onnx(net: EDVR, path: str | os.PathLike, *, fp16: bool = False, opset
                 metadata: dict[str, str] | None = None) -> Path:
     """Write ``net`` as ONNX to ``path`` (whole or not at all) and check it with ``onnx.checker``.
 
-    ``fp16``: fp16 weights and arithmetic, fp32 input and output. ``metadata`` goes into the
-    model's ``metadata_props`` beside the layout (frames, scale, multiple). Returns the path.
+    ``fp16``: fp16 weights and arithmetic, fp32 input and output. ``metadata`` (``edvr-vs export``:
+    the model or weights and the padding mode ``window_clips`` uses) goes into the model's
+    ``metadata_props`` beside the layout (frames, scale, multiple, precision). Returns the path.
     """
     onnx, onnxscript = _onnx_modules()
     if opset not in opsets():
@@ -132,10 +133,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Path:
     """``edvr-vs export``: the model named by ``--model`` / ``--weights`` → ``--output``."""
     from edvr_vs import zoo
+    from edvr_vs.arguments import default_padding
     from edvr_vs.checkpoint import load_model
 
     if args.weights is not None:
-        net, meta = load_model(args.weights), {"weights": Path(args.weights).name}
+        net = load_model(args.weights)
+        meta = {"weights": Path(args.weights).name, "padding": default_padding(net)}
     else:
         name = args.model or zoo.default_model()
         if name is None:

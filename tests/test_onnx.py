@@ -126,7 +126,8 @@ def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
 def test_cli_export(tmp_path, tiny_weights, capsys):
     out = tmp_path / "cli.onnx"
     assert cli.main(["export", "--weights", str(tiny_weights), "-o", str(out)]) == 0
-    assert onnx.load(out).graph.node
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta["weights"] == "tiny.pth" and meta["padding"] == "reflection_circle" and meta["precision"] == "fp32"
     assert cli.main(["export", "--model", "no_such_model", "-o", str(tmp_path / "y.onnx")]) == 1
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
     assert cli.main(["export", "--weights", str(tiny_weights), "-o", str(tmp_path / "z.onnx"), "--opset", "7"]) == 1
