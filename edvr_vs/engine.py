@@ -33,6 +33,7 @@ from edvr_vs.numerics import numerics
 from edvr_vs.selfcheck import KernelCheck, check_deform_sample, check_deform_sample_v2
 from edvr_vs.nn.edvr import EDVR, FrameFeatures, WindowInputs, pad_to_multiple
 from edvr_vs.speed import Speed
+from edvr_vs.turns import LowestFirst
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DCN_BACKENDS = {"deform_sample": "cupy_v1", "deform_sample_v2": "cupy_v2"}  # a sampling kernel's own backend
@@ -138,8 +139,9 @@ class Engine:
         self._sized = device.type != "cuda"
         self._lock = threading.Lock()
         # On the CPU, torch already spreads each operation over every core; two callbacks
-        # computing at once would oversubscribe them (measured: far slower), so they take turns.
-        self._cpu_turn = threading.Lock() if device.type == "cpu" else contextlib.nullcontext()
+        # computing at once would oversubscribe them (measured: far slower), so they take turns,
+        # lowest output frame first (edvr_vs.turns).
+        self._cpu_turns = LowestFirst() if device.type == "cpu" else None
         self._warned_oom = False
         self.relief_steps: list[str] = []  # what the out-of-memory fallback did, in order
         self._streams = ([torch.cuda.Stream(device) for _ in range(speed.num_streams)]
@@ -239,7 +241,8 @@ class Engine:
         while True:
             plan = self.plan
             try:
-                with self._cpu_turn, numerics(self.device, self.dtype, self.speed.autotune):
+                turn = self._cpu_turns.turn(center) if self._cpu_turns else contextlib.nullcontext()
+                with turn, numerics(self.device, self.dtype, self.speed.autotune):
                     return self._restore(plan, window, center, rgb)
             except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
                 if not (is_out_of_memory(e) and self._relieve(plan)):

@@ -3,8 +3,9 @@
 ``Conv.run(x, act, add)`` is ``act(conv(x) + add)``. With ``fused`` set (the engine sets it from
 ``Speed.fused_convs``), on the CPU in inference it runs as one oneDNN convolution with post-ops
 (``torch.ops.mkldnn._convolution_pointwise``): the activation and the add happen while the output
-is still in cache instead of in passes of their own over memory. In fp32 that is bitwise the
-unfused result (tested); in bf16 the activation sees the fp32 accumulator instead of its bf16
+is still in cache instead of in passes of their own over memory. In fp32 that is the unfused
+result to within an ulp (tested): bitwise on some CPUs, while on others (an AVX-512 AMD EPYC here)
+oneDNN picks another kernel for some fused shapes and the last bit differs; in bf16 the activation sees the fp32 accumulator instead of its bf16
 rounding. Elsewhere (CUDA, training, a torch without oneDNN) it is the plain ops.
 """
 

@@ -140,9 +140,10 @@ def test_forward_is_frame_features_then_restore_window():
 
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
 def test_fused_convolutions_give_the_same_frames_in_fp32(memory_format):
-    """The CPU's fused convolutions (activation and residual add as oneDNN post-ops) change nothing in fp32
-    channels-last (the default), for every architecture part: extraction, PCD, TSA, reconstruction,
-    pre-deblur. In NCHW oneDNN picks other kernels for some fused shapes: within an ulp there."""
+    """The CPU's fused convolutions (activation and residual add as oneDNN post-ops) give the plain ops'
+    frames in fp32 to within an ulp, in both layouts, for every architecture part: extraction, PCD, TSA,
+    reconstruction, pre-deblur. (Bitwise on some CPUs; on others oneDNN picks another kernel for some
+    fused shapes: 6e-8 on an AVX-512 AMD EPYC.) A wrong activation or a lost add is far outside this."""
     for kwargs in ({}, {"with_predeblur": True}, {"with_tsa": False}):
         model = randomize(EDVR(num_feat=16, num_extract_block=2, num_reconstruct_block=2, **kwargs), seed=4).eval()
         model = model.to(memory_format=memory_format)
@@ -151,10 +152,7 @@ def test_fused_convolutions_give_the_same_frames_in_fp32(memory_format):
             plain = model(x)
             model.set_fused_convs(True)
             fused = model(x)
-        if memory_format == torch.channels_last:
-            assert torch.equal(plain, fused), kwargs
-        else:
-            assert (plain - fused).abs().max() <= 1e-6 * plain.abs().max(), kwargs
+        assert (plain - fused).abs().max() <= 1e-6 * plain.abs().max(), kwargs
 
 
 def test_real_frames_7_frame_model(vimeo_frames, monkeypatch):
