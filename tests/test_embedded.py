@@ -23,7 +23,7 @@ def test_default_model_is_embedded_and_verified():
     entry = zoo.entry(name)
     path = zoo.weights_path(name)
     assert entry.source == "embedded" and path.is_file()
-    assert path.stat().st_size <= 2 * 2 ** 20
+    assert path.stat().st_size <= 3 * 2 ** 20
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
     model = load_model(path)
     assert model.config == entry.arch and model.config.scale == entry.scale == 4
@@ -45,7 +45,7 @@ def gain(gt: torch.Tensor) -> float:
 
 def test_beats_bicubic_on_held_out_frames(vimeo_frames):
     gains = [gain(vimeo_frames), gain(demo_frames(7)[..., :176, :])]
-    # Measured on these frames: +1.523 dB (Vimeo-90K) and +1.255 dB (demo_000, 7 frames), mean 1.389
-    # (stage 1's model: +1.214, +1.022); asserted with a 0.15 dB safety band.
-    assert np.mean(gains) >= 1.389 - 0.15, gains
+    # Measured on these frames: +1.634 dB (Vimeo-90K) and +1.422 dB (demo_000, 7 frames), mean 1.528
+    # (stage 2's model: +1.523, +1.255; stage 1's: +1.214, +1.022); asserted with a 0.15 dB safety band.
+    assert np.mean(gains) >= 1.528 - 0.15, gains
     assert min(gains) >= 0.5, gains
