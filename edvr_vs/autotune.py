@@ -11,13 +11,14 @@ yet (the graph cache warms each shape up eagerly before capturing, so there norm
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import torch
+
+from edvr_vs.os_support import say
 
 T = TypeVar("T")
 REPEATS = 3  # timed runs per candidate, after one warm-up run; the median counts
@@ -61,7 +62,7 @@ def choose(key: tuple, candidates: dict[str, Callable[[], T]],
                 name = min(times, key=times.__getitem__)
                 _CHOICES[key], _TIMES[key] = name, times
                 listed = ", ".join(f"{n} {ms:.3g} ms" for n, ms in times.items())
-                print(f"edvr: timed {key[0]} for {_describe(key[1:])}: {listed}; using {name}", file=sys.stderr)
+                say(f"edvr: timed {key[0]} for {_describe(key[1:])}: {listed}; using {name}\n")
     return candidates[name if name is not None else next(iter(candidates))]()
 
 

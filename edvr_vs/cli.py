@@ -17,12 +17,14 @@ from edvr_vs.cluster import ClusterError, run_distributed
 from edvr_vs.cluster.driver import RETRIES
 from edvr_vs.cluster.manifest import WorkDirError
 from edvr_vs.job import Job, JobError
+from edvr_vs.os_support import is_broken_pipe
 from edvr_vs.media import ENCODERS, MediaError, check_encoding, check_output, encode
 from edvr_vs.scenes import DEFAULT_THRESHOLD
 from edvr_vs.speed import Speed, switch_type
 from edvr_vs.video_tags import VideoTags
 from edvr_vs.model_commands import add_model_commands
 from edvr_vs.onnx_export import OnnxExportError, add_arguments as export_arguments, run as export_run
+from edvr_vs.train.data import TrainError
 from edvr_vs.train.loop import add_arguments as train_arguments
 
 
@@ -79,8 +81,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         encode(out, output, job.encoder, list(job.encoder_args), tags=VideoTags.of(clip), passthrough=streams,
                times=times, first=first)
-    except (vs.Error, BrokenPipeError) as e:
+    except vs.Error as e:
         raise CliError(f"processing failed: {e}") from None
+    except OSError as e:
+        if not is_broken_pipe(e):
+            raise
+        raise CliError(f"processing failed: ffmpeg stopped reading ({e})") from None
     sys.stderr.write(f"edvr-vs: wrote {output}\n")
     return 0
 
@@ -144,7 +150,7 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     add_speed_flags(run)
     run.add_argument("--encoder", default="x265",
                      help=f"one of {', '.join(ENCODERS)} or any ffmpeg encoder name (default x265)")
-    dist = run.add_argument_group("scale-out on Ray (pip install 'edvr_vs[cluster]')")
+    dist = run.add_argument_group('scale-out on Ray (pip install "edvr_vs[cluster]")')
     dist.add_argument("--workers", type=_positive, metavar="N",
                       help="N workers, one per GPU while GPUs last, then CPU workers; without --cluster on a "
                            "local Ray instance")
@@ -287,12 +293,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError, JobError, MediaError, OnnxExportError, ZooError) as e:
+    except (CliError, CheckpointError, JobError, MediaError, OnnxExportError, TrainError, ZooError) as e:
         sys.stderr.write(f"edvr-vs: error: {e}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("\nedvr-vs: interrupted\n")
         return 130
-    except BrokenPipeError:  # e.g. `edvr-vs models | head`: the reader left, nothing more to say
+    except OSError as e:  # e.g. `edvr-vs models | head`: the reader left, nothing more to say
+        if not is_broken_pipe(e):
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -1,8 +1,8 @@
 """``edvr-vs doctor``: what this machine has, whether each CUDA kernel passes its self-check, and how fast
 a model runs on every device.
 
-The report (``report()``, a JSON-able dict): ``versions`` (Python, torch and its CUDA, CuPy, VapourSynth,
-the source plugins, ffmpeg), ``devices`` (the CPU and every GPU torch sees: name, memory, compute
+The report (``report()``, a JSON-able dict): ``versions`` (Python, torch and its CUDA, CuPy, NVRTC and the
+CUDA headers it compiles with, VapourSynth, the source plugins, ffmpeg), ``devices`` (the CPU and every GPU torch sees: name, memory, compute
 capability), ``kernels`` (``edvr_vs.selfcheck`` per kernel, device and dtype; "not applicable" on the
 CPU, which converts with zimg and samples with torch), ``benchmark`` (steady-state fps of the model on
 each device, at ``BENCH_SIZE`` for that device, for about ``seconds``) and ``problems``: the reasons
@@ -19,10 +19,11 @@ import time
 import torch
 import vapoursynth as vs
 
-from edvr_vs import selfcheck, zoo
+from edvr_vs import kernel_loader, selfcheck, zoo
 from edvr_vs.colour import Colour
 from edvr_vs.frame_io import clip_from_frames
 from edvr_vs.media import MediaError, ffmpeg_exe
+from edvr_vs.os_support import TEXT, cpu_name
 
 core = vs.core
 
@@ -46,31 +47,20 @@ def versions() -> dict[str, object]:
         cupy_version = f"not usable: {type(e).__name__}: {e}"
     try:
         exe = ffmpeg_exe()
-        first = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=20).stdout.splitlines()
+        first = subprocess.run([exe, "-version"], capture_output=True, timeout=20, **TEXT).stdout.splitlines()
         ffmpeg = {"path": exe, "version": first[0] if first else "?"}
     except (MediaError, OSError, subprocess.SubprocessError) as e:
         ffmpeg = {"error": str(e)}
     plugins = {ns: ".".join(map(str, getattr(core, ns).version)) if hasattr(core, ns) else None
                for ns in ("bs", "lsmas")}
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-            "torch_cuda": torch.version.cuda, "cupy": cupy_version, "vapoursynth": core.core_version.release_major,
+            "torch_cuda": torch.version.cuda, "cupy": cupy_version, "nvrtc": kernel_loader.toolchain(), "vapoursynth": core.core_version.release_major,
             "vapoursynth_wheel": _version("vapoursynth"), "source_plugins": plugins, "ffmpeg": ffmpeg,
             "edvr_vs": _version("edvr_vs")}
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def devices() -> list[dict[str, object]]:
-    out: list[dict[str, object]] = [{"device": "cpu", "name": _cpu_name(), "torch_threads": torch.get_num_threads()}]
+    out: list[dict[str, object]] = [{"device": "cpu", "name": cpu_name(), "torch_threads": torch.get_num_threads()}]
     for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
         p = torch.cuda.get_device_properties(i)
         out.append({"device": f"cuda:{i}", "name": p.name, "memory_gib": round(p.total_memory / 2 ** 30, 2),
@@ -137,6 +127,10 @@ def print_text(rep: dict[str, object]) -> None:
     print(f"edvr_vs {v['edvr_vs']}  Python {v['python']}  torch {v['torch']} (CUDA {v['torch_cuda']})  "
           f"CuPy {v['cupy']}  VapourSynth R{v['vapoursynth']}")
     print(f"source plugins: {v['source_plugins']}  ffmpeg: {v['ffmpeg'].get('version', v['ffmpeg'])}")
+    nvrtc = v["nvrtc"]
+    print(f"NVRTC {nvrtc['nvrtc']}, CUDA headers from {', '.join(nvrtc['include_dirs']) or 'nowhere'}"
+          f"{', kernel cache in memory' if nvrtc['cache_in_memory'] else ''}" if "nvrtc" in nvrtc
+          else f"NVRTC: {nvrtc['error']}")
     for d in rep["devices"]:
         print("device " + "  ".join(f"{k}={val}" for k, val in d.items()))
     for c in rep["kernels"]:

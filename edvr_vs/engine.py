@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import torch
 from edvr_vs.frame_cache import FrameCache
 from edvr_vs.graphs import GraphCache
 from edvr_vs.numerics import numerics
+from edvr_vs.os_support import say
 from edvr_vs.selfcheck import KernelCheck, check_deform_sample, check_deform_sample_v2
 from edvr_vs.nn.edvr import EDVR, FrameFeatures, WindowInputs, pad_to_multiple
 from edvr_vs.speed import Speed
@@ -277,7 +277,7 @@ class Engine:
             torch.cuda.empty_cache()
             if not self._warned_oom:
                 self._warned_oom = True
-                print(f"edvr: CUDA ran out of memory; {what} from now on", file=sys.stderr)
+                say(f"edvr: CUDA ran out of memory; {what} from now on\n")
             return True
 
     @contextlib.contextmanager

@@ -27,12 +27,13 @@ yet run on a GPU (README "Performance"), which is why ``cuda_graphs`` is off by 
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from edvr_vs.os_support import say
 
 _CAPTURE_LOCK = threading.Lock()
 
@@ -82,8 +83,8 @@ class GraphCache:
 
     def _capture(self, key: tuple, shapes: list[torch.Size], fill: Callable[[list[torch.Tensor]], object],
                  stream: torch.cuda.Stream) -> _Captured:
-        print(f"edvr: capturing a CUDA graph on {self.device} for inputs {[tuple(s) for s in shapes]} (once per "
-              "input size and stream)", file=sys.stderr)
+        say(f"edvr: capturing a CUDA graph on {self.device} for inputs {[tuple(s) for s in shapes]} (once per "
+            "input size and stream)\n")
         with torch.cuda.device(self.device):
             inputs = [self.alloc(s) for s in shapes]
             fill(inputs)

@@ -9,24 +9,34 @@ sampling, ``convert.py`` for frame conversion.)
 - Kernels run on torch's current CUDA stream; tensors pass as raw device pointers after their
   device, dtype and contiguity are checked (``kernel_args``): no copy, no host synchronisation.
 - A compile error raises ``KernelCompileError`` carrying NVRTC's log.
+- Headers (``cuda_fp16.h``, ``cuda_bf16.h``) come from the nvidia pip wheels (torch's CUDA build on Linux,
+  CuPy's ``[ctk]`` extra everywhere), CuPy's CUDA root, or ``CUDA_PATH``/``CUDA_HOME`` (a CUDA toolkit
+  install, e.g. on Windows); ``toolchain()`` says which NVRTC and headers are in use.
+- Where the temporary folder, CuPy's kernel cache or the package sits under a non-ASCII path, CuPy's
+  NVRTC cache stays in memory (its on-disk cache fails there: cupy#2100, #7581).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
-import sys
+import importlib.util
+import os
+import tempfile
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edvr_vs.os_support import say
+
 SOURCE_PACKAGE = "edvr_vs.kernels"
 DEFAULT_DEFINES: dict[str, dict[str, int]] = {"deform_sample.cu": {"DS_UNROLL": 8}, "deform_sample_v2.cu": {},
                                                "convert.cu": {}}
 DTYPE_SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}  # entry-point name suffixes
 THREADS = 256
+CUPY_MISSING = 'CuPy is not installed (pip install "edvr_vs[cuda13]", or "edvr_vs[cuda12]" for CUDA 12 drivers)'
 
 
 class KernelCompileError(RuntimeError):
@@ -53,21 +63,59 @@ def source_names() -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def read_source(name: str) -> str:
-    return source_root().joinpath(name).read_text()
+    return source_root().joinpath(name).read_text(encoding="utf-8")
+
+
+def cupy_available() -> bool:
+    """Whether CuPy is installed (it is optional where no CUDA wheels exist, e.g. macOS)."""
+    return importlib.util.find_spec("cupy") is not None
 
 
 @functools.lru_cache(maxsize=None)
 def cuda_include_dirs() -> list[str]:
-    """CUDA headers from the nvidia pip wheels (torch's CUDA build installs them)."""
-    dirs: list[str] = []
+    """Folders holding the CUDA headers the kernels include: the nvidia pip wheels' ``include`` folders,
+    then CuPy's CUDA root's, then ``$CUDA_PATH``'s and ``$CUDA_HOME``'s (cached: looked up once)."""
+    roots: list[Path] = []
     try:
         import nvidia  # namespace package of the nvidia-* wheels
 
-        for base in nvidia.__path__:
-            dirs += [str(p) for p in Path(base).glob("*/include") if (p / "cuda_fp16.h").exists()]
+        roots += [p.parent for base in nvidia.__path__ for p in Path(base).glob("*/include")]
     except ImportError:
         pass
-    return sorted(set(dirs))  # cached: the lookup runs once per process
+    if cupy_available():
+        try:
+            import cupy.cuda
+
+            roots += [Path(cupy.cuda.get_cuda_path())] if cupy.cuda.get_cuda_path() else []
+        except Exception:  # noqa: BLE001 - a broken CuPy install: the other places may still serve
+            pass
+    roots += [Path(os.environ[v]) for v in ("CUDA_PATH", "CUDA_HOME") if os.environ.get(v)]
+    found = [str(r / "include") for r in roots if (r / "include" / "cuda_fp16.h").is_file()]
+    return list(dict.fromkeys(found))
+
+
+def toolchain() -> dict[str, object]:
+    """Which NVRTC (version) and CUDA headers the kernels compile with, and whether CuPy's cache is kept in
+    memory; ``error`` instead when CuPy or NVRTC cannot be used."""
+    if not cupy_available():
+        return {"error": CUPY_MISSING}
+    try:
+        from cupy.cuda import nvrtc
+
+        major, minor = nvrtc.getVersion()
+    except Exception as e:  # noqa: BLE001 - the report says what failed
+        return {"error": f"NVRTC cannot be loaded: {type(e).__name__}: {e}"}
+    return {"nvrtc": f"{major}.{minor}", "include_dirs": cuda_include_dirs(),
+            "cache_in_memory": _cache_in_memory()}
+
+
+def _cache_in_memory() -> bool:
+    """Keep CuPy's compiled kernels in memory when a path NVRTC's disk cache would use is not ASCII."""
+    if os.environ.get("CUPY_CACHE_IN_MEMORY") is None:
+        cache = os.environ.get("CUPY_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cupy", "kernel_cache")
+        if not all(p.isascii() for p in (cache, tempfile.gettempdir(), __file__)):
+            os.environ["CUPY_CACHE_IN_MEMORY"] = "1"
+    return os.environ.get("CUPY_CACHE_IN_MEMORY", "0") == "1"
 
 
 def compile_options(name: str, defines: dict[str, int] | None = None) -> tuple[str, ...]:
@@ -81,9 +129,10 @@ def compile_options(name: str, defines: dict[str, int] | None = None) -> tuple[s
 def _module(name: str, source: str, options: tuple[str, ...], arch: str, index: int):  # -> cupy.RawModule
     import cupy
 
+    _cache_in_memory()
     module = cupy.RawModule(code=source, options=options, backend="nvrtc")
-    print(f"edvr: compiling {name} for {arch} (cuda:{index}) with NVRTC; once per process, from CuPy's cache "
-          "after the first time", file=sys.stderr)
+    say(f"edvr: compiling {name} for {arch} (cuda:{index}) with NVRTC; once per process, from CuPy's cache "
+        "after the first time\n")
     try:
         with cupy.cuda.Device(index):  # loaded into that device's context, not CuPy's current one
             module.compile()

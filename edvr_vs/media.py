@@ -10,12 +10,9 @@ Failures raise ``MediaError`` with a message that names the file or the tool.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +27,7 @@ from edvr_vs.colour import default_matrix
 from edvr_vs.ffmpeg import MediaError, ffmpeg_exe
 from edvr_vs.files import atomic_output, partial_name
 from edvr_vs.frame_io import frame_tensor
+from edvr_vs.os_support import TEXT, ended, own_group, say, stop_process
 from edvr_vs.video_tags import VideoTags
 
 if TYPE_CHECKING:
@@ -88,8 +86,7 @@ def progress_line(total: int) -> Callable[[int, int], None]:
         elapsed = time.monotonic() - t0
         fps = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / fps if fps > 0 else 0.0
-        sys.stderr.write(f"\redvr-vs: {done}/{total} frames, {fps:.2f} fps, ETA {fmt_time(eta)} ")
-        sys.stderr.flush()
+        say(f"\redvr-vs: {done}/{total} frames, {fps:.2f} fps, ETA {fmt_time(eta)} ")
 
     return show
 
@@ -101,16 +98,6 @@ def _reason(log: IO[bytes], count: int = 2) -> str:
     lines = [re.sub(r"^\[[^]]+ @ 0x[0-9a-f]+\] ", "", line.strip())
              for line in log.read().decode(errors="replace").splitlines() if line.strip()]
     return "; ".join(lines[:count]) or "no message"
-
-
-SIGNAL_CAUSES = {signal.SIGXFSZ: " (the file size limit, ulimit -f, was reached)", signal.SIGSEGV: " (it crashed)"}
-
-
-def _ended(rc: int) -> str:
-    """How ffmpeg ended with exit status ``rc`` (negative: a signal), in words."""
-    if rc >= 0:
-        return f"failed with exit code {rc}"
-    return f"was killed by {signal.Signals(-rc).name}{SIGNAL_CAUSES.get(-rc, '')}"
 
 
 def check_output(output: Path) -> None:
@@ -135,29 +122,29 @@ def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subproc
     with atomic_output(output) as tmp, tempfile.TemporaryFile() as log:
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *cmd, str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=log, **own_group())
         try:
             if feed:
                 try:
                     feed(proc)
-                except (OSError, vs.Error):  # a broken pipe when ffmpeg gave up: its reason is the error
+                except (OSError, vs.Error):  # a closed pipe when ffmpeg gave up (EPIPE; EINVAL on Windows)
                     try:
                         gave_up = proc.wait(timeout=5) != 0
                     except subprocess.TimeoutExpired:
                         gave_up = False
                     if gave_up:
-                        raise MediaError(f"ffmpeg ({what}) {_ended(proc.returncode)}: {_reason(log)}") from None
+                        raise MediaError(f"ffmpeg ({what}) {ended(proc.returncode)}: {_reason(log)}") from None
                     raise
                 finally:
-                    with contextlib.suppress(BrokenPipeError):  # ffmpeg gone: its exit status tells why
+                    try:
                         proc.stdin.close()
+                    except OSError:  # ffmpeg gone: its exit status tells why
+                        pass
             rc = proc.wait()
             if rc != 0:
-                raise MediaError(f"ffmpeg ({what}) {_ended(rc)}: {_reason(log)}")
+                raise MediaError(f"ffmpeg ({what}) {ended(rc)}: {_reason(log)}")
         except BaseException:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_process(proc)
             raise
 
 
@@ -233,7 +220,7 @@ def encode(clip: vs.VideoNode, output: Path, encoder: str, extra: list[str], tag
             _run_ffmpeg(cmd, Path(output), codec, feed)
         finally:
             if progress is None:
-                sys.stderr.write("\n")
+                say("\n")
 
 
 def concat(segments: list[Path], output: Path, durations: list[Fraction], tags: VideoTags | None = None,
@@ -252,7 +239,7 @@ def concat(segments: list[Path], output: Path, durations: list[Fraction], tags: 
         lines.append(f"file '{quoted}'\nduration {micros // 1_000_000}.{micros % 1_000_000:06d}\n")
     with tempfile.TemporaryDirectory(prefix="edvr_vs-concat-") as tmp:
         listing = Path(tmp) / "segments.txt"
-        listing.write_text("".join(lines))
+        listing.write_text("".join(lines), encoding="utf-8")  # ffmpeg reads it as UTF-8 on every OS
         cmd = [*_streams_args(["-f", "concat", "-safe", "0", "-i", str(listing)], passthrough), "-c:v", "copy",
                *(tags.ffmpeg_copy_args() if tags else [])]
         _run_ffmpeg(cmd, Path(output), "concat")
@@ -270,7 +257,7 @@ def read_video(path: Path, max_frames: int | None = None) -> np.ndarray:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image, from ffmpeg's stream description."""
-    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, **TEXT)
     m = re.search(r"Video: .*?(\d{1,5})x(\d{1,5})", res.stderr)
     if not m:
         raise MediaError(f"cannot read the image size of {path}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import gc
 import sys
 
 
@@ -50,8 +52,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from edvr_vs.checkpoint import read_checkpoint, write_checkpoint
+    from edvr_vs.os_support import same_path
 
     ckpt = read_checkpoint(args.checkpoint)
+    if same_path(args.checkpoint, args.output):  # its tensors map the file, and Windows cannot replace a mapped file
+        ckpt = dataclasses.replace(ckpt, state={k: v.clone() for k, v in ckpt.state.items()})
+        gc.collect()  # unmaps it
     write_checkpoint(ckpt, args.output)
     sys.stderr.write(f"{args.checkpoint} ({ckpt.layout}) -> {args.output} (BasicSR layout)\n")
     return 0

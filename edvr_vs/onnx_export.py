@@ -7,7 +7,7 @@ size that is not a multiple of the model's (4, or 16 with ``hr_in``) is padded a
 cropped as ``edvr()`` does (``pad_to_multiple``). Every modulated deformable convolution is the
 standard ``DeformConv`` operator (opset 19 and later): the model runs with the ``export``
 backend, whose single operator ``edvr_vs::deform_conv2d`` is translated here, and nothing else
-is custom. Needs ``onnx`` and ``onnxscript`` (``pip install 'edvr_vs[onnx]'``).
+is custom. Needs ``onnx`` and ``onnxscript`` (``pip install "edvr_vs[onnx]"``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edvr_vs.files import atomic_output
 from edvr_vs.nn.edvr import EDVR, pad_to_multiple
 
 FIRST_OPSET = 19  # DeformConv's first version
@@ -38,7 +39,7 @@ def _onnx_modules():
         import onnxscript
     except ImportError as e:
         raise OnnxExportError(f"the ONNX export needs onnx and onnxscript ({e.name} is missing): "
-                              "pip install 'edvr_vs[onnx]'") from None
+                              'pip install "edvr_vs[onnx]"') from None
     return onnx, onnxscript
 
 
@@ -99,23 +100,19 @@ def export_onnx(net: EDVR, path: str | os.PathLike, *, fp16: bool = False, opset
     sample = torch.rand(1, 3 * cfg.num_frame, size, size - 1)
     dims = {"x": {2: torch.export.Dim("height", min=1), 3: torch.export.Dim("width", min=1)}}
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with torch.no_grad(), contextlib.redirect_stdout(None):
-            program = torch.onnx.export(model, (sample,), dynamo=True, opset_version=opset, dynamic_shapes=dims,
-                                        custom_translation_table=_translation(onnxscript, opset),
-                                        input_names=[INPUT], output_names=[OUTPUT], verbose=False)
-        proto = program.model_proto
-        props = {"num_frame": cfg.num_frame, "scale": cfg.scale, "multiple": cfg.multiple,
-                 "precision": "fp16" if fp16 else "fp32", **(metadata or {})}
-        for key, value in props.items():
-            proto.metadata_props.add(key=key, value=str(value))
-        onnx.checker.check_model(proto, full_check=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), contextlib.redirect_stdout(None):
+        program = torch.onnx.export(model, (sample,), dynamo=True, opset_version=opset, dynamic_shapes=dims,
+                                    custom_translation_table=_translation(onnxscript, opset),
+                                    input_names=[INPUT], output_names=[OUTPUT], verbose=False)
+    proto = program.model_proto
+    props = {"num_frame": cfg.num_frame, "scale": cfg.scale, "multiple": cfg.multiple,
+             "precision": "fp16" if fp16 else "fp32", **(metadata or {})}
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=str(value))
+    onnx.checker.check_model(proto, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as partial:
         onnx.save(proto, partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

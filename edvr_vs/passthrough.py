@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from edvr_vs.ffmpeg import MediaError, ffmpeg_exe
+from edvr_vs.os_support import TEXT
 
 KINDS = ("Audio", "Subtitle", "Attachment", "Data")
 # What to try, in order, for a stream the container cannot take as it is (None: the container's default
@@ -84,8 +85,8 @@ def _span(start: Fraction | None, duration: Fraction | None) -> list[str]:
 
 
 def _ffmpeg(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True, timeout=timeout,
+                          **TEXT)
 
 
 def source_streams(path: str) -> tuple[list[SourceStream], bool]:

@@ -43,7 +43,7 @@ def load_script(path: str | os.PathLike[str], node: int = 0) -> vs.VideoNode:
     outputs = vs.get_outputs()
     if graphs_built() > before:
         raise MediaError(f"script {path!r} already calls edvr_vs.edvr: encode it as it is with vspipe "
-                         f"(.venv/bin/vspipe -c y4m {os.path.basename(path)} - | ffmpeg -i - OUTPUT), or remove "
+                         f"(vspipe -c y4m {os.path.basename(path)} - | ffmpeg -i - OUTPUT), or remove "
                          "the call to let edvr-vs run apply EDVR")
     if node not in outputs:
         raise MediaError(f"script {path!r} sets no output {node} (it sets "

@@ -12,7 +12,6 @@ device, dtype and reason. Results are kept per process (``results()``) for ``edv
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +23,10 @@ import vapoursynth as vs
 
 from edvr_vs.colour import Colour
 from edvr_vs.convert import PlaneFormat, planes_to_rgb, rgb_to_planes
+from edvr_vs.kernel_loader import CUPY_MISSING, cupy_available
 from edvr_vs.nn.sampling import (sample_columns_cuda, sample_columns_torch, sample_pixel_columns_cuda,
                                  sample_pixel_columns_torch)
+from edvr_vs.os_support import say
 
 core = vs.core
 
@@ -92,15 +93,22 @@ def verify(kernel: str, device: torch.device, dtype: str, run: Callable[[], torc
 
 
 def _once(key: tuple[str, str, str], check: Callable[[], KernelCheck]) -> KernelCheck:
+    """``check()``'s result for ``key``, computed on first use; a failure is said once on stderr (and a
+    missing CuPy once per process, not per kernel)."""
     with _LOCK:
         if key in _RESULTS:
             return _RESULTS[key]
-        print(f"edvr: checking the kernel {key[0]} on {key[1]} ({key[2]}) against its reference (first use)",
-              file=sys.stderr)
+        have_cupy = cupy_available()
+        if have_cupy:
+            say(f"edvr: checking the kernel {key[0]} on {key[1]} ({key[2]}) against its reference (first use)\n")
         result = _RESULTS[key] = check()
-    if not result.ok:
-        print(f"edvr: the CUDA kernel {result.kernel} on {result.device} ({result.dtype}) failed its self-check "
-              f"({result.reason}); using {result.path} instead", file=sys.stderr)
+        first_without_cupy = not have_cupy and sum(not r.ok for r in _RESULTS.values()) == 1
+    if not have_cupy:
+        if first_without_cupy:
+            say(f"edvr: {CUPY_MISSING}; the CUDA kernels cannot run, so the torch path runs instead\n")
+    elif not result.ok:
+        say(f"edvr: the CUDA kernel {result.kernel} on {result.device} ({result.dtype}) failed its self-check "
+            f"({result.reason}); using {result.path} instead\n")
     return result
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from edvr_vs.ffmpeg import ffmpeg_exe
+from edvr_vs.ffmpeg import ffmpeg_exe, filter_path
+from edvr_vs.os_support import TEXT
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class FrameTimes:
 
     def ffmpeg_filter(self, first: int, count: int, start_ticks: int, commands: Path) -> str:
         """A filter chain that gives the piped frames ``first`` … ``first + count − 1`` of the source
-        their times, frame ``first`` at ``start_ticks``; writes the commands it reads to ``commands``
-        (a path without filtergraph specials, e.g. in a temporary folder)."""
+        their times, frame ``first`` at ``start_ticks``; writes the commands it reads to ``commands`` (any
+        path: ``edvr_vs.ffmpeg.filter_path`` escapes it)."""
         runs = []
         step = None
         for i in range(count):
@@ -45,9 +46,10 @@ class FrameTimes:
                 runs.append((i, f"{start_ticks + self.pts[n] - self.pts[first]}+(N-{i})*{duration or 0}"))
                 step = duration
         # Piped frame i reaches sendcmd at i seconds; the named setpts then gives it its time.
-        commands.write_text("".join(f"{i}-{i + 1} [enter] setpts@retime expr '{expr}';\n" for i, expr in runs))
+        text = "".join(f"{i}-{i + 1} [enter] setpts@retime expr '{expr}';\n" for i, expr in runs)
+        commands.write_text(text, encoding="utf-8")
         tb = self.time_base
-        return (f"settb={tb.numerator}/{tb.denominator},setpts=N/TB,sendcmd=f={commands},"
+        return (f"settb={tb.numerator}/{tb.denominator},setpts=N/TB,sendcmd=f={filter_path(commands)},"
                 f"setpts@retime={runs[0][1]}:strip_fps=1")
 
 
@@ -66,7 +68,7 @@ def read_frame_times(path: str, frames: int, fps: Fraction) -> FrameTimes | None
     not match the frames one to one. Reading every packet also finds a truncated or damaged file
     (DamagedSource): a decoder would give only the frames before the damage, silently."""
     res = subprocess.run([ffmpeg_exe(), "-v", "warning", "-nostdin", "-i", path, "-map", "0:v:0", "-c", "copy",
-                          "-f", "framecrc", "-"], capture_output=True, text=True, timeout=3600)
+                          "-f", "framecrc", "-"], capture_output=True, timeout=3600, **TEXT)
     damage = [re.sub(r"^\[[^]]+\] ", "", line) for line in res.stderr.splitlines() if any(d in line.lower() for d in DAMAGE)]
     if damage:
         raise DamagedSource(f"{'; '.join(dict.fromkeys(damage))} (frames readable: {frames})")

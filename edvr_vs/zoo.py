@@ -1,7 +1,8 @@
 """The model zoo (``zoo.yaml``) and verified downloads of its weights.
 
-Weights live in the cache directory: ``$EDVR_VS_HOME``, else ``$XDG_CACHE_HOME/edvr_vs``,
-else ``~/.cache/edvr_vs``. A download goes to ``<file>.part`` (resumed with an HTTP
+Weights live in the cache directory: ``$EDVR_VS_HOME``, else the OS's own
+(``edvr_vs.os_support.cache_dir``: ``$XDG_CACHE_HOME/edvr_vs`` or ``~/.cache/edvr_vs`` on Linux,
+``~/Library/Caches/edvr_vs`` on macOS, ``%LOCALAPPDATA%\\edvr_vs\\Cache`` on Windows). A download goes to ``<file>.part`` (resumed with an HTTP
 range request when the server allows it, restarted cleanly when not), is checked
 against the zoo's sha256 (full hash or file-name prefix), and only then renamed into
 place; the full hash is recorded beside it in ``<file>.sha256``. A file put there by
@@ -15,7 +16,6 @@ import html
 import http.client
 import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from edvr_vs.files import CHUNK, exclusive_lock, sha256_of, write_text_atomic
+from edvr_vs.files import CHUNK, sha256_of, write_text_atomic
+from edvr_vs.os_support import cache_dir, exclusive_lock, replace, say
 from edvr_vs.nn.edvr import EDVR, EDVRConfig
 
 GDRIVE_URL = "https://drive.google.com/uc?export=download&id={id}"
@@ -65,7 +66,7 @@ class ModelEntry:
 
 @cache
 def _zoo_yaml() -> dict:
-    return yaml.safe_load(resources.files("edvr_vs").joinpath("zoo.yaml").read_text())
+    return yaml.safe_load(resources.files("edvr_vs").joinpath("zoo.yaml").read_text(encoding="utf-8"))
 
 
 @cache
@@ -95,13 +96,6 @@ def entry(name: str) -> ModelEntry:
     return reg[name]
 
 
-def cache_dir() -> Path:
-    if os.environ.get("EDVR_VS_HOME"):
-        return Path(os.environ["EDVR_VS_HOME"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "edvr_vs"
-
-
 def local_path(name: str) -> Path:
     e = entry(name)
     if e.source == "embedded":
@@ -129,21 +123,35 @@ def weights_path(name: str, *, download: bool = True, progress: bool = True) -> 
         if not path.is_file():
             raise ZooError(f"embedded model {name!r} is missing from the package ({path})")
         return path
-    stamp = path.with_name(path.name + ".sha256")
     if path.is_file():
-        if stamp.is_file() and stamp.read_text().strip().startswith(e.sha256):
-            return path
-        try:
-            digest = _verify(path, e.sha256, f"model {name!r}")
-        except ZooError as err:
-            raise ZooError(f"{err}; the file is not the published one: delete it and download again "
-                           f"(edvr-vs download {name})") from None
-        write_text_atomic(stamp, digest + "\n")
-        return path
+        with exclusive_lock(_lock_path(path)):  # the stamp may be being replaced by another process
+            return _verified_in_place(path, e)
     if os.environ.get("EDVR_VS_OFFLINE") or not download:
         raise ZooError(f"model {name!r} is not cached and downloads are off: put {e.file} "
                        f"(sha256 {e.sha256}…) at {path}; it is published at {e.download_url}")
     download_file(e.download_url, path, e.sha256, label=name, progress=progress)
+    return path
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _verified_in_place(path: Path, e: ModelEntry) -> Path:
+    """``path`` (present; its lock held) if its stamp or its hash says it is ``e``'s published file."""
+    stamp = _stamp_path(path)
+    if stamp.is_file() and stamp.read_text(encoding="utf-8").strip().startswith(e.sha256):
+        return path
+    try:
+        digest = _verify(path, e.sha256, f"model {e.name!r}")
+    except ZooError as err:
+        raise ZooError(f"{err}; the file is not the published one: delete it and download again "
+                       f"(edvr-vs download {e.name})") from None
+    write_text_atomic(stamp, digest + "\n")
     return path
 
 
@@ -186,13 +194,12 @@ class _Progress:
         rate = (self.done - self.start) / max(now - self.t0, 1e-6) / 1e6
         total = f"/{self.total / 1e6:.1f}" if self.total else ""
         pct = f"{100 * self.done / self.total:5.1f}% " if self.total else ""
-        sys.stderr.write(f"\r{self.label}: {pct}{self.done / 1e6:.1f}{total} MB {rate:.1f} MB/s ")
-        sys.stderr.flush()
+        say(f"\r{self.label}: {pct}{self.done / 1e6:.1f}{total} MB {rate:.1f} MB/s ")
 
     def close(self) -> None:
         if self.enabled:
             self._draw(time.monotonic())
-            sys.stderr.write("\n")
+            say("\n")
 
 
 def _fetch_once(url: str, part: Path, label: str, progress: bool,
@@ -243,9 +250,9 @@ def download_file(url: str, dest: Path, sha256: str, *, label: str | None = None
 
     def waiting() -> None:
         if progress:
-            sys.stderr.write(f"{label}: another process is downloading it; waiting\n")
+            say(f"{label}: another process is downloading it; waiting\n")
 
-    with exclusive_lock(dest.with_name(dest.name + ".lock"), on_wait=waiting):
+    with exclusive_lock(_lock_path(dest), on_wait=waiting):
         if dest.is_file() and sha256_of(dest).startswith(sha256):  # downloaded while this one waited
             return dest
         return _download_locked(url, dest, sha256, label, progress, opener)
@@ -274,6 +281,6 @@ def _download_locked(url: str, dest: Path, sha256: str, label: str, progress: bo
     except ZooError as e:
         part.unlink(missing_ok=True)
         raise ZooError(f"{e}; the download was corrupt or not the published file and has been deleted") from None
-    os.replace(part, dest)
-    write_text_atomic(dest.with_name(dest.name + ".sha256"), digest + "\n")
+    replace(part, dest)
+    write_text_atomic(_stamp_path(dest), digest + "\n")
     return dest

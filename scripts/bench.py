@@ -36,7 +36,6 @@ import collections
 import dataclasses
 import importlib.metadata
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from torch.profiler import ProfilerActivity, profile
 from edvr_vs.colour import to_rgbs
 from edvr_vs.engine import Engine
 from edvr_vs.filter import edvr_with_engine
+from edvr_vs.os_support import peak_rss_mib
 from edvr_vs.frame_io import ZimgIO, frame_tensor
 from edvr_vs.nn.basicsr_reference import Ref
 from edvr_vs.nn.edvr import EDVR
@@ -74,10 +74,6 @@ def as_tensor(clip: vs.VideoNode) -> torch.Tensor:
     """The clip as the filter's CPU path sees it: RGBS by ``edvr_vs.colour``'s rule, (t, 3, h, w)."""
     rgb = to_rgbs(clip)
     return torch.stack([frame_tensor(f) for f in rgb.frames()])
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def sync(device: torch.device) -> None:
@@ -314,7 +310,7 @@ def main() -> None:
                        "model_ms": round(engine_ms(engine, clip, device), 2),
                        "reference_ms": round(reference_ms, 2),
                        "speedup": round(reference_ms * run.steady_fps / 1000, 3),
-                       "features_computed": computed, "peak_rss_mb": round(peak_rss_mb(), 1)}
+                       "features_computed": computed, "peak_rss_mb": round(peak_rss_mib(), 1)}
                 if device.type == "cuda":
                     row["peak_vram_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
                 del engine

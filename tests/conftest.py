@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,12 +31,15 @@ def vimeo_frames() -> torch.Tensor:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    """``cuda`` tests skip without a GPU; ``linux`` tests (``@pytest.mark.linux(reason=...)``: /proc, rlimits,
+    POSIX signals and process groups, tmpfs, Xvfb) skip elsewhere, saying what they need."""
+    on_linux = sys.platform.startswith("linux")
     for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        linux = item.get_closest_marker("linux")
+        if linux is not None and not on_linux:
+            item.add_marker(pytest.mark.skip(reason=f"Linux only: {linux.kwargs.get('reason', 'POSIX facilities')}"))
 
 
 @contextlib.contextmanager

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.linux(reason="the fuzz process caps its memory with RLIMIT_DATA and reads /proc/self/status")
+
 REPO = Path(__file__).resolve().parents[1]
 CASES = 510
 SEED = "edvr_vs-fuzz-1"

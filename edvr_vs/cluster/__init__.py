@@ -3,7 +3,7 @@
 ``run_distributed(job, output, ...)`` feeds the encoder the frames a single ``edvr-vs run`` feeds it
 (bit for bit, on the same kind of device), computed by many workers in chunks; with a lossless
 encoder the file decodes to the single run's frames. Needs the optional
-``ray`` dependency: ``pip install 'edvr_vs[cluster]'``.
+``ray`` dependency: ``pip install "edvr_vs[cluster]"``.
 """
 
 from edvr_vs.cluster.driver import Report, run_distributed

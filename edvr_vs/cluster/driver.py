@@ -21,10 +21,11 @@ from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK, Chunk, check_sizes, plan_chunks
 from edvr_vs.cluster import session
 from edvr_vs.cluster.manifest import WorkDir, WorkDirError, source_identity
 from edvr_vs.cluster.planning import PlanThread
-from edvr_vs.cluster.pool import WorkerPool, say
+from edvr_vs.cluster.pool import WorkerPool
 from edvr_vs.cluster.session import ClusterError
 from edvr_vs.job import Job
 from edvr_vs.media import check_encoding, check_output, concat, fmt_time
+from edvr_vs.os_support import say
 from edvr_vs.video_tags import VideoTags
 
 core = vs.core
@@ -127,7 +128,7 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     """Compute ``job`` on Ray workers into ``output``; see the module docstring. A run that fails or is
     interrupted keeps the finished segments for the next run (and removes the folder when there are none)."""
     session.require_ray()
-    session.check_request(workers, device)
+    session.check_request(workers, device, cluster)
     try:
         check_sizes(min_chunk, max_chunk)
     except ValueError as e:

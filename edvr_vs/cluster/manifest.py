@@ -10,16 +10,18 @@ other difference is refused.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import vapoursynth as vs
 
 from edvr_vs.chunks import Chunk
 from edvr_vs.files import partial_name, sha256_of, write_text_atomic
+from edvr_vs.os_support import LockBusy, exclusive_lock, remove, same_path
 
 VERSION = 1
 LOCK = ".lock"
@@ -52,22 +54,19 @@ class WorkDir:
         self.manifest_path = self.path / "manifest.json"
         self.lock_path = self.path / LOCK
         self.manifest: dict[str, object] = {}
-        self._lock: int | None = None
+        self._lock = contextlib.ExitStack()
+        self._leftovers: set[Path] = set()  # partial segments that a dead worker's ffmpeg still held
 
     def lock(self) -> None:
         """Create the folder if needed and take it for this run (an exclusive lock on ``.lock``, released
         when the process ends); a second run on the same folder is refused."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock.enter_context(exclusive_lock(self.lock_path, wait=False))
+        except LockBusy:
+            raise WorkDirError(f"{self.path} is in use by another edvr-vs run") from None
         except OSError as e:
             raise WorkDirError(f"cannot use {self.path} as the work folder: {e}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise WorkDirError(f"{self.path} is in use by another edvr-vs run") from None
-        self._lock = fd
 
     def segment(self, chunk: Chunk) -> Path:
         return self.path / f"chunk-{chunk.index:05d}{SEGMENT_SUFFIX}"
@@ -80,7 +79,7 @@ class WorkDir:
                                        f"edvr-vs work folder; give --work-dir a new or empty folder")
             return None
         try:
-            earlier = json.loads(self.manifest_path.read_text())
+            earlier = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise WorkDirError(f"{self.manifest_path} cannot be read ({e}); delete {self.path} to start over")
         if not (isinstance(earlier, dict) and all(isinstance(earlier.get(k), dict) for k in ("source", "settings", "done"))):
@@ -90,8 +89,13 @@ class WorkDir:
 
     def check(self, earlier: dict[str, object], source: dict[str, object], settings: dict[str, object]) -> None:
         """Refuse a manifest made for another source or other settings, naming what changed."""
+        def differs(key: str, was: object, now: object) -> bool:  # a path as the OS compares it
+            if key == "path" and isinstance(was, str) and isinstance(now, str):
+                return not same_path(was, now)
+            return was != now
+
         changed = [f"source {k} ({earlier['source'].get(k)!r} -> {v!r})" for k, v in source.items()
-                   if earlier.get("source", {}).get(k) != v]
+                   if differs(k, earlier.get("source", {}).get(k), v)]
         changed += [f"{k} ({earlier['settings'].get(k)!r} -> {v!r})" for k, v in settings.items()
                     if earlier.get("settings", {}).get(k) != v]
         if earlier.get("version") != VERSION:
@@ -132,12 +136,11 @@ class WorkDir:
         self._write()
 
     def release(self, remove_folder: bool = False) -> None:
-        """Give the folder up without touching its contents (the lock file aside); ``remove_folder``:
-        also remove it when it is empty."""
-        self.lock_path.unlink(missing_ok=True)
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+        """Give the folder up without touching its contents (the lock file aside: released first, then
+        removed, as Windows requires; one it cannot remove yet stays harmlessly); ``remove_folder``: also
+        remove the folder when it is empty."""
+        self._lock.close()
+        remove(self.lock_path)
         if remove_folder:
             try:
                 self.path.rmdir()
@@ -155,13 +158,20 @@ class WorkDir:
 
     def discard_partials(self) -> None:
         """Remove segments left half-written by workers that died."""
-        for p in self.path.glob(partial_name(Path(f"chunk-*{SEGMENT_SUFFIX}"))):
-            p.unlink(missing_ok=True)
+        self._discard(self.path.glob(partial_name(Path(f"chunk-*{SEGMENT_SUFFIX}"))))
 
     def discard_partial(self, chunk: Chunk) -> None:
         """Remove what a dead worker left half-written of ``chunk``'s segment."""
-        for p in self.path.glob(partial_name(self.segment(chunk))):
-            p.unlink(missing_ok=True)
+        self._discard(self.path.glob(partial_name(self.segment(chunk))))
+
+    def _discard(self, paths: Iterable[Path]) -> None:
+        """Delete ``paths`` and any file an earlier call could not; one that a killed worker's ffmpeg
+        still holds (Windows refuses to delete an open file) is tried again at the next call."""
+        for p in {*paths, *self._leftovers}:
+            if remove(p):
+                self._leftovers.discard(p)
+            else:
+                self._leftovers.add(p)
 
     def _write(self) -> None:
         write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=1))

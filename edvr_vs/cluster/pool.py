@@ -8,7 +8,6 @@ reported and dropped.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter, deque
 from types import ModuleType
@@ -19,13 +18,9 @@ from edvr_vs.cluster.session import ClusterError, Slot
 from edvr_vs.cluster.worker import ChunkWorker, ProgressBoard
 from edvr_vs.files import sha256_of
 from edvr_vs.job import Job
+from edvr_vs.os_support import say
 
 READY_TIMEOUT_S = 900.0  # loading the model, and on a cluster a first weights download and CUDA's start
-
-
-def say(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
 
 
 def _brief(error: BaseException) -> str:

@@ -13,7 +13,9 @@ import sys
 from dataclasses import dataclass
 from types import ModuleType
 
-EXTRA = "pip install 'edvr_vs[cluster]'"
+from edvr_vs.os_support import multi_node_ray
+
+EXTRA = 'pip install "edvr_vs[cluster]"'
 
 
 class ClusterError(RuntimeError):
@@ -87,8 +89,10 @@ def start(cluster: str | None, workers: int | None) -> ModuleType:
     return ray
 
 
-def check_request(workers: int | None, device: str | None) -> None:
-    """Refuse a worker count or device that no cluster can satisfy, before any work."""
+def check_request(workers: int | None, device: str | None, cluster: str | None = None) -> None:
+    """Refuse a worker count, device or cluster that cannot be had here, before any work."""
+    if cluster is not None and (why := multi_node_ray()):
+        raise ClusterError(f"--cluster: {why}; use --workers N on this machine instead")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ClusterError(f"--workers must be a positive number, got {workers!r}")
     if device not in (None, "cpu", "cuda"):

