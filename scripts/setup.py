@@ -24,6 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 WINDOWS = os.name == "nt"
 MINIMUM = (3, 12)
+# CuPy (CUDA 13 build; no wheel, so nothing, on macOS), the test suite's tools, Ray, the ONNX export.
+EXTRAS = "cuda13,test,cluster,onnx"
 # What the installation depends on: a change to any of these reinstalls.
 STAMPED = [REPO / "pyproject.toml", REPO / "scripts" / "setup.py"] + [
     REPO / "scripts" / name for name in ("bootstrap.sh", "find_python.sh", "test.sh", "demo.sh")
@@ -153,7 +155,7 @@ def setup_venv(venv: Path = REPO / ".venv") -> Path:
         with open(log, "wb") as out:
             ok = all(subprocess.run([str(python), "-m", "pip", "install", *args], stdout=out,
                                     stderr=subprocess.STDOUT).returncode == 0
-                     for args in (["--upgrade", "pip"], ["-e", f"{REPO}[test,cluster,onnx]"]))
+                     for args in (["--upgrade", "pip"], ["-e", f"{REPO}[{EXTRAS}]"]))
         if not ok:
             print("\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]), file=sys.stderr)
             raise SetupError(f"installing into {venv} failed; full log: {log}")

@@ -84,7 +84,7 @@ def test_cache_dir_follows_the_os(monkeypatch, tmp_path):
 
     # What platformdirs gives elsewhere (its own per-OS classes, run here on their environment variables).
     monkeypatch.setenv("LOCALAPPDATA", r"C:\Users\Jöns\AppData\Local")
-    from platformdirs.windows import Windows, get_win_folder  # noqa: F401 - the class Windows uses
+    from platformdirs.windows import Windows
 
     monkeypatch.setattr("platformdirs.windows.get_win_folder", lambda csidl: os.environ["LOCALAPPDATA"])
     assert Windows("edvr_vs", appauthor=False).user_cache_dir.replace("/", "\\") == \

@@ -10,7 +10,6 @@ ImportError/AttributeError, or through ``getattr``. Text files and subprocess te
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
