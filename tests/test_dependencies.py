@@ -128,12 +128,17 @@ def test_resolves_from_wheels(case, index_reachable):
         assert name in pins, f"{name} missing from {sorted(pins)}"
     assert ("vapoursynth-bestsource" in pins) == target.has_cuda_wheels
     cupy = {name for name in pins if name.startswith("cupy")}
+    nvrtc = {name for name in pins if name.startswith("nvidia-cuda-nvrtc")}
     if "cuda13" in extras:
         assert cupy == ({"cupy-cuda13x"} if target.has_cuda_wheels else set())
     elif "cuda12" in extras:
         assert cupy == ({"cupy-cuda12x"} if target.has_cuda_wheels else set())
+        if target.name.startswith("windows"):
+            assert nvrtc == {"nvidia-cuda-nvrtc-cu12"}, nvrtc  # the CUDA 12 NVRTC, not torch's
     else:
         assert not cupy, "CuPy comes only with the cuda13 or cuda12 extra"
+    if cupy:  # the kernels compile: NVRTC and its headers come as wheels (torch's on Linux, CuPy's ctk on Windows)
+        assert nvrtc, f"no NVRTC wheel beside {sorted(cupy)}"
     if "cluster" in extras:
         assert "ray" in pins
     if "onnx" in extras:

@@ -284,3 +284,35 @@ def test_convert_in_place_unmaps_the_file_first(tmp_path, monkeypatch):
 def test_text_files_the_package_writes_are_utf8(tmp_path):
     write_text_atomic(tmp_path / "m.json", "ввод 入力")
     assert (tmp_path / "m.json").read_bytes() == "ввод 入力".encode()
+
+
+def test_nvrtc_cache_stays_in_memory_under_non_ascii_paths(monkeypatch):
+    """CuPy's on-disk NVRTC cache fails under a non-ASCII %TEMP% or install path (cupy#2100, #7581)."""
+    import tempfile
+
+    from edvr_vs import kernel_loader
+
+    monkeypatch.delenv("CUPY_CACHE_IN_MEMORY", raising=False)
+    monkeypatch.delenv("CUPY_CACHE_DIR", raising=False)
+    assert kernel_loader.toolchain()["cache_in_memory"] is False  # this machine's paths are ASCII
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: r"C:\Users\Jöns\AppData\Local\Temp")
+    assert kernel_loader.toolchain()["cache_in_memory"] is True
+    assert os.environ["CUPY_CACHE_IN_MEMORY"] == "1"
+
+
+def test_without_cupy_the_torch_path_runs_and_says_so_once(monkeypatch, capsys):
+    from edvr_vs import selfcheck
+    from edvr_vs.selfcheck import KernelCheck
+
+    monkeypatch.setattr(selfcheck, "cupy_available", lambda: False)
+    monkeypatch.setattr(selfcheck, "_RESULTS", {})
+
+    def failing(kernel: str):
+        return lambda: KernelCheck(kernel, "cuda:0", "fp32", False, "torch", "ModuleNotFoundError: No module named "
+                                   "'cupy'", None, 1e-5, 0.1)
+
+    for kernel in ("deform_sample", "deform_sample_v2", "planes_to_rgb"):
+        assert selfcheck._once((kernel, "cuda:0", "fp32"), failing(kernel)).path == "torch"
+    err = capsys.readouterr().err
+    assert err.count("CuPy is not installed") == 1 and "the torch path runs instead" in err
+    assert 'pip install "edvr_vs[cuda13]"' in err and "checking the kernel" not in err
