@@ -106,6 +106,14 @@ def _check_zip(path: Path, size: int) -> None:
 
 
 def _read_file(path: Path) -> object:
+    """The object a checkpoint file holds; any failure to read it is a CheckpointError naming the file."""
+    try:
+        return _load_file(path)
+    except OSError as e:  # permissions, a vanished file, an I/O error
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {e.strerror or e}") from None
+
+
+def _load_file(path: Path) -> object:
     if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     if not path.is_file():
@@ -118,7 +126,11 @@ def _read_file(path: Path) -> object:
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
         raise CheckpointError(f"checkpoint {str(path)!r} is an HTML page, not a checkpoint "
                               "(a failed or blocked download?)")
-    is_zip = zipfile.is_zipfile(path)
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except Exception as e:  # noqa: BLE001 - it raises on some damaged end records ("span multiple disks")
+        raise CheckpointError(f"checkpoint {str(path)!r} is a damaged zip archive ({size} bytes): "
+                              f"{type(e).__name__}: {e}") from None
     if is_zip:
         _check_zip(path, size)
     try:

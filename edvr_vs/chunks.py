@@ -38,6 +38,18 @@ class Chunk:
         return self.stop - self.start
 
 
+def chunk_sizes(min_chunk: int | None, max_chunk: int | None) -> tuple[int, int]:
+    """``(min_chunk, max_chunk)`` with defaults that follow the one given: ``--max-chunk 25`` alone means a
+    minimum of 25, ``--min-chunk 2000`` alone a maximum of 2000; only two given values that contradict
+    each other are refused (ValueError)."""
+    if min_chunk is None:
+        min_chunk = min(MIN_CHUNK, max_chunk) if isinstance(max_chunk, int) and max_chunk >= 1 else MIN_CHUNK
+    if max_chunk is None:
+        max_chunk = max(MAX_CHUNK, min_chunk) if isinstance(min_chunk, int) else MAX_CHUNK
+    check_sizes(min_chunk, max_chunk)
+    return min_chunk, max_chunk
+
+
 def check_sizes(min_chunk: int, max_chunk: int) -> None:
     for name, value in (("--min-chunk", min_chunk), ("--max-chunk", max_chunk)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -158,9 +158,11 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                       help="join a running Ray cluster ('auto' or HOST:PORT) instead; default --workers: one "
                            "per GPU of the cluster (one CPU worker per node if it has none)")
     dist.add_argument("--min-chunk", type=_positive, metavar="F",
-                      help=f"merge scenes into chunks of at least F frames (default {MIN_CHUNK})")
+                      help=f"merge scenes into chunks of at least F frames (default {MIN_CHUNK}, or --max-chunk if "
+                           "that is smaller)")
     dist.add_argument("--max-chunk", type=_positive, metavar="F",
-                      help=f"split scenes into chunks of at most F frames (default {MAX_CHUNK})")
+                      help=f"split scenes into chunks of at most F frames (default {MAX_CHUNK}, or --min-chunk if "
+                           "that is larger)")
     dist.add_argument("--work-dir", type=Path, metavar="DIR",
                       help="finished segments and the manifest, kept for a rerun to resume (default OUTPUT.parts)")
     dist.add_argument("--retries", type=_count, metavar="R",

@@ -188,6 +188,36 @@ def test_random_bytes(tmp_path):
         load_model(write(tmp_path, bytes(data.tolist())))
 
 
+def test_damaged_end_of_central_directory(tmp_path):
+    """A zip64 end-record locator naming another disk: ``zipfile.is_zipfile`` itself raises BadZipFile
+    ("zipfiles that span multiple disks are not supported")."""
+    import zipfile
+
+    data = bytearray(good_bytes(tmp_path))
+    locator = data.rfind(b"PK\x06\x07")
+    assert locator > 0, "torch's zip has a zip64 locator"
+    data[locator + 4:locator + 8] = (1).to_bytes(4, "little")  # the disk with the zip64 end record
+    path = write(tmp_path, bytes(data))
+    with pytest.raises(zipfile.BadZipFile, match="span multiple disks"):
+        zipfile.is_zipfile(path)
+    with pytest.raises(CheckpointError, match=r"bad\.pth.*damaged zip archive.*span multiple disks"):
+        load_model(path)
+
+
+def test_unreadable_file_is_a_checkpoint_error(tmp_path, monkeypatch):
+    path = write(tmp_path, good_bytes(tmp_path))
+    real_open = open
+
+    def refuse(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(CheckpointError, match=r"bad\.pth.*cannot be read: Permission denied"):
+        load_model(path)
+
+
 def test_html_error_page(tmp_path):
     page = b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>"
     with pytest.raises(CheckpointError, match="HTML page"):

@@ -62,6 +62,20 @@ def test_plan_merges_small_scenes_and_splits_long_ones():
         plan_chunks(10, [], radius=2, min_chunk=9, max_chunk=4)
 
 
+def test_a_default_chunk_size_follows_the_other_option():
+    from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK, chunk_sizes
+
+    assert chunk_sizes(None, None) == (MIN_CHUNK, MAX_CHUNK) == (120, 1200)
+    assert chunk_sizes(None, 25) == (25, 25)  # --max-chunk 25 alone
+    assert chunk_sizes(None, 500) == (120, 500)
+    assert chunk_sizes(2000, None) == (2000, 2000)  # --min-chunk 2000 alone
+    assert chunk_sizes(8, None) == (8, 1200)
+    with pytest.raises(ValueError, match=r"--min-chunk \(9\) must not exceed --max-chunk \(4\)"):
+        chunk_sizes(9, 4)  # two explicit values that contradict each other
+    with pytest.raises(ValueError, match="--max-chunk must be a positive number of frames, got 0"):
+        chunk_sizes(None, 0)
+
+
 def test_planner_hands_out_chunks_early_and_plans_the_same():
     import random
 

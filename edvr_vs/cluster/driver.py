@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import vapoursynth as vs
 
-from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK, Chunk, check_sizes, plan_chunks
+from edvr_vs.chunks import Chunk, chunk_sizes, plan_chunks
 from edvr_vs.cluster import session
 from edvr_vs.cluster.manifest import WorkDir, WorkDirError, source_identity
 from edvr_vs.cluster.planning import PlanThread
@@ -123,14 +123,14 @@ def _run_pool(run: _Run, plan: PlanThread, workers: int | None, cluster: str | N
 
 
 def run_distributed(job: Job, output: Path, *, workers: int | None = None, cluster: str | None = None,
-                    device: str | None = None, min_chunk: int = MIN_CHUNK, max_chunk: int = MAX_CHUNK,
+                    device: str | None = None, min_chunk: int | None = None, max_chunk: int | None = None,
                     work_dir: Path | None = None, retries: int = RETRIES) -> Report:
     """Compute ``job`` on Ray workers into ``output``; see the module docstring. A run that fails or is
     interrupted keeps the finished segments for the next run (and removes the folder when there are none)."""
     session.require_ray()
     session.check_request(workers, device, cluster)
     try:
-        check_sizes(min_chunk, max_chunk)
+        min_chunk, max_chunk = chunk_sizes(min_chunk, max_chunk)
     except ValueError as e:
         raise ClusterError(str(e)) from None
     job = job.absolute()
