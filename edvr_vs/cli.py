@@ -15,6 +15,7 @@ from pathlib import Path
 from edvr_vs.chunks import MAX_CHUNK, MIN_CHUNK
 from edvr_vs.cluster import ClusterError, run_distributed
 from edvr_vs.cluster.driver import RETRIES
+from edvr_vs.cluster.pool import LOST_TIMEOUT_S, STALL_FRAMES, STALL_MIN_S
 from edvr_vs.cluster.manifest import WorkDirError
 from edvr_vs.job import Job, JobError
 from edvr_vs.os_support import is_broken_pipe
@@ -49,7 +50,7 @@ def speed_options(args: argparse.Namespace) -> dict[str, object]:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(Speed) if getattr(args, f.name) is not None}
 
 
-CLUSTER_ONLY = ("min_chunk", "max_chunk", "work_dir", "retries")
+CLUSTER_ONLY = ("min_chunk", "max_chunk", "work_dir", "retries", "lost_timeout", "stall_timeout")
 
 
 def job_from(args: argparse.Namespace) -> Job:
@@ -104,7 +105,8 @@ def _run_distributed(job: Job, output: Path, args: argparse.Namespace) -> int:
     except OSError as e:  # the work folder or the output cannot be written
         raise CliError(f"{e.filename2 or e.filename or 'a file'}: {e.strerror or e}") from None
     sys.stderr.write(f"edvr-vs: {rep.chunks} chunks: {rep.reused} from an earlier run, {rep.computed} computed, "
-                     f"{rep.retried} retried; {rep.context_frames} context frames; plan {rep.plan_s:.1f} s, "
+                     f"{rep.retried} retried; {rep.context_frames} context frames; plan {rep.plan_s:.1f} s "
+                     f"({rep.spans_by_workers} of {rep.scan_spans} scan spans by workers), "
                      f"compute {rep.compute_s:.1f} s, concatenate {rep.concat_s:.1f} s\n")
     sys.stderr.write(f"edvr-vs: wrote {output}\n")
     return 0
@@ -123,6 +125,16 @@ def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
     return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def _count(value: str) -> int:
@@ -167,6 +179,12 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                       help="finished segments and the manifest, kept for a rerun to resume (default OUTPUT.parts)")
     dist.add_argument("--retries", type=_count, metavar="R",
                       help=f"attempts per chunk beyond the first (default {RETRIES})")
+    dist.add_argument("--lost-timeout", type=_seconds, metavar="S",
+                      help=f"stop (exit 1, naming what was lost) when no worker has been alive for S seconds: "
+                           f"nodes lost and none left to start on (default {LOST_TIMEOUT_S:.0f})")
+    dist.add_argument("--stall-timeout", type=_seconds, metavar="S",
+                      help=f"a chunk whose worker reports no new frame for S seconds is cancelled and retried "
+                           f"elsewhere (default: {STALL_FRAMES} median frame times, at least {STALL_MIN_S:.0f})")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -71,11 +71,15 @@ def mark_cuts(clip: vs.VideoNode, threshold: float | None = DEFAULT_THRESHOLD) -
     return core.std.ModifyFrame(clip, clips=[clip, before, after], selector=mark)
 
 
-def iter_scene_starts(marked: vs.VideoNode, stop: Callable[[], bool] | None = None) -> Iterator[int]:
+def iter_scene_starts(marked: vs.VideoNode, stop: Callable[[], bool] | None = None, start: int = 0,
+                      end: int | None = None) -> Iterator[int]:
     """The frames (> 0) of ``marked`` that begin a scene, in order, as its props are read (this
-    decodes every frame once); ends early once ``stop()`` is true."""
-    previous_next = False
-    for n, f in enumerate(marked.frames(close=True)):
+    decodes every frame once); ends early once ``stop()`` is true. ``start``, ``end``: only the starts
+    in ``[start, end)``, reading frames ``start − 1 … end − 1``: frame n's props depend on frames
+    n−1 … n+1 only, so spans scanned apart find exactly the cuts of one scan."""
+    end = marked.num_frames if end is None else end
+    previous_next = start > 0 and bool(marked.get_frame(start - 1).props.get(NEXT, 0))
+    for n, f in enumerate(marked[start:end].frames(close=True), start=start):
         if stop is not None and stop():
             return
         if n > 0 and (previous_next or f.props.get(PREV, 0)):

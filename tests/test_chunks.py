@@ -38,6 +38,43 @@ def test_cuts_found_in_real_footage(cut_clip):
     assert scenes.scene_starts(scenes.mark_cuts(clip, None)) == []
 
 
+@pytest.mark.parametrize("span", [1, 7, 8, 15, 30, 100])
+def test_spans_scanned_apart_find_the_cuts_of_one_scan(cut_clip, span):
+    """Cuts at 8 and 30: with spans of 8 and 15 (and 1) a cut falls on a span's first frame, with 7 and
+    30 elsewhere; every span's cuts, put together, are one scan's."""
+    marked = scenes.mark_cuts(open_source(cut_clip))
+    bounds = [(a, min(a + span, CUT_CLIP_FRAMES)) for a in range(0, CUT_CLIP_FRAMES, span)]
+    found = [s for a, b in reversed(bounds) for s in scenes.iter_scene_starts(marked, None, a, b)]
+    assert sorted(found) == scenes.scene_starts(marked) == CUT_CLIP_STARTS
+
+
+def test_split_plan_equals_one_scan_whoever_scans_which_span(cut_clip):
+    """The driver's thread scans spans from the front while "workers" (here: this test) take them from the
+    back, one failing and giving its span back: the same scene starts and chunks as one scan."""
+    clip = open_source(cut_clip)
+    want = plan_chunks(CUT_CLIP_FRAMES, CUT_CLIP_STARTS, 2, 4, 8)
+    slow = core.std.FrameEval(clip, lambda n: (time.sleep(0.05), clip)[1])  # the driver's scan: 50 ms a frame
+    plan = PlanThread(slow, scenes.DEFAULT_THRESHOLD, 2, 4, 8, span=6)
+    marked = scenes.mark_cuts(clip)
+    failed = plan.spans.take()
+    plan.spans.give_back(failed)  # a worker lost while scanning it
+    taken = []
+    while (i := plan.spans.take()) is not None and len(taken) < 3:
+        taken.append(i)
+        plan.spans.done(i, list(scenes.iter_scene_starts(marked, None, *plan.spans.bounds[i])), by_worker=True)
+    if i is not None:
+        plan.spans.give_back(i)
+    chunks = []
+    deadline = time.monotonic() + 60
+    while not plan.complete and time.monotonic() < deadline:
+        chunks += plan.take()
+        time.sleep(0.01)
+    plan.close()
+    assert plan.complete and plan.starts == CUT_CLIP_STARTS and chunks == want
+    assert taken[0] == len(plan.spans.bounds) - 1 == failed  # workers take from the back
+    assert plan.spans.by_workers == 3 and len(plan.spans.results) == len(plan.spans.bounds)
+
+
 def test_marked_cuts_are_kept_and_any_range_equals_the_whole():
     blank = core.std.BlankClip(width=64, height=48, format=vs.YUV420P8, length=12, color=[60, 128, 128])
     marked_by_hand = core.std.SetFrameProps(blank[5], _SceneChangeNext=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.media_checks import container_duration, framemd5, make_cut_clip
+from tests.media_checks import container_duration, framemd5, make_cut_clip, make_vfr_clip, packet_times
 
 pytestmark = pytest.mark.linux(reason="reads /proc and signals Ray's process groups")
 
@@ -59,8 +59,11 @@ def no_ray_left_behind():
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory, tiny_weights):
+    return make_job(tmp_path_factory.mktemp("cluster"), tiny_weights)
+
+
+def make_job(folder: Path, tiny_weights: Path) -> dict:
     """The clip, the weights and the single-process result every distributed run must equal."""
-    folder = tmp_path_factory.mktemp("cluster")
     clip = make_cut_clip(folder / "cuts.mkv")
     single = folder / "single.mkv"
     run_cli([str(clip), "-o", str(single), "--weights", str(tiny_weights), "--encoder", "ffv1"])
@@ -128,21 +131,10 @@ def test_two_workers_equal_one_process(job, tmp_path):
     assert_same_file(out, job["single"])
 
 
-def _encoding_workers() -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        try:
-            if d.name.isdigit() and (d / "cmdline").read_bytes().startswith(b"ray::ChunkWorker.encode"):
-                out.append(int(d.name))
-        except OSError:
-            pass
-    return out
-
-
 def test_killed_worker_is_replaced_and_its_chunk_retried(job, tmp_path):
     out = tmp_path / "dist.mkv"
     proc = spawn([*base_args(job, out), "--workers", "2", *SMALL_CHUNKS])
-    victim = wait_for(_encoding_workers, proc=proc)[0]
+    victim = wait_for(lambda: _processes(b"ray::ChunkWorker.encode"), proc=proc)[0]
     os.kill(victim, signal.SIGKILL)
     err = finish(proc)
     assert proc.returncode == 0, err[-3000:]
@@ -183,6 +175,86 @@ def test_interrupted_driver_resumes_and_changed_jobs_are_refused(job, tmp_path):
 
     res = run_cli([*base_args(job, out), "--workers", "2", *SMALL_CHUNKS])
     assert report_counts(res.stderr)[:2] == (done, 6 - done)  # finished chunks are not computed again
+    assert_same_file(out, job["single"])
+
+
+def test_variable_frame_rate_keeps_the_source_timestamps(job, tmp_path):
+    """Segments carry the source's frame times: the joined file's timestamps and frames equal a single run's."""
+    src = make_vfr_clip(tmp_path / "vfr.mkv")
+    single, dist = tmp_path / "single.mkv", tmp_path / "dist.mkv"
+    args = ["--weights", str(job["weights"]), "--encoder", "ffv1"]
+    run_cli([str(src), "-o", str(single), *args])
+    res = run_cli([str(src), "-o", str(dist), *args, "--workers", "2", "--min-chunk", "8", "--max-chunk", "16"])
+    assert "variable frame rate: the output keeps the source's timestamps (49 frames)" in res.stderr
+    want = sorted(t for t, _ in packet_times(src, "v"))
+    assert sorted(t for t, _ in packet_times(dist, "v")) == want  # 40 ms frames, then 20 ms ones
+    assert framemd5(dist) == framemd5(single)
+    assert packet_times(dist, "a") == packet_times(single, "a")
+
+
+def _processes(prefix: bytes) -> list[int]:
+    """Processes whose command line starts with ``prefix`` (Ray names its workers ``ray::Class.method``)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and (d / "cmdline").read_bytes().startswith(prefix):
+                out.append(int(d.name))
+        except OSError:
+            pass
+    return out
+
+
+def test_lost_node_ends_the_run_within_the_bound_and_a_rerun_completes(job, tmp_path):
+    """The local node taken down mid-run (its DashboardAgent killed: Ray takes the node with it, as an OOM
+    killer or a crash would): the driver stops within --lost-timeout, exit 1, naming what was lost; the
+    finished chunks are kept and a rerun completes with the single run's output."""
+    out = tmp_path / "dist.mkv"
+    parts = tmp_path / "dist.mkv.parts"
+    proc = spawn([*base_args(job, out), "--workers", "1", *SMALL_CHUNKS, "--lost-timeout", "15"])
+
+    def some_done() -> bool:
+        try:
+            return len(json.loads((parts / "manifest.json").read_text())["done"]) >= 1
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_for(some_done, proc=proc)
+    agents = _processes(b"ray::DashboardAgent")
+    assert agents, "no DashboardAgent found"
+    t = time.monotonic()
+    for pid in agents:
+        os.kill(pid, signal.SIGKILL)
+    err = finish(proc, timeout=120)
+    elapsed = time.monotonic() - t
+    assert proc.returncode == 1, err[-3000:]
+    assert elapsed < 15 + 60, elapsed  # the bound, plus noticing the loss and shutting Ray down
+    assert "no live worker for 15 s" in err and "worker(s) lost" in err, err[-3000:]
+    assert "run the same command again to resume" in err
+    kept = len(json.loads((parts / "manifest.json").read_text())["done"])
+    assert kept >= 1 and not out.exists()
+    res = run_cli([*base_args(job, out), "--workers", "2", *SMALL_CHUNKS])
+    reused, computed, _ = report_counts(res.stderr)
+    assert reused >= kept
+    assert_same_file(out, job["single"])
+
+
+def test_stalled_chunk_is_cancelled_and_retried(job, tmp_path):
+    """A worker that is alive but makes no progress (stopped with SIGSTOP, as a hung mount would leave it)
+    has its chunk cancelled after --stall-timeout and computed by a fresh worker; the output is unchanged."""
+    out = tmp_path / "dist.mkv"
+    proc = spawn([*base_args(job, out), "--workers", "2", *SMALL_CHUNKS, "--stall-timeout", "8"])
+    victim = wait_for(lambda: _processes(b"ray::ChunkWorker.encode"), proc=proc)[0]
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        err = finish(proc)
+    finally:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0, err[-3000:]
+    assert "no new frame for 8 s" in err and "(stalled;" in err, err[-3000:]
+    assert report_counts(err)[2] >= 1
     assert_same_file(out, job["single"])
 
 

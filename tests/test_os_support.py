@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import io
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -22,54 +21,51 @@ from edvr_vs.files import atomic_output, write_text_atomic
 from edvr_vs.os_support import ReplaceError, ended, exclusive_lock, is_broken_pipe, same_path
 
 
-def _hold(path: str, ready, release) -> None:
-    with exclusive_lock(path):
-        ready.set()
-        release.wait(30)
+HOLD = ("import sys, time\nfrom edvr_vs.os_support import exclusive_lock\n"
+        "with exclusive_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n")
 
 
 def test_lock_excludes_other_processes_and_threads_and_dies_with_its_holder(tmp_path):
     path = str(tmp_path / "x.lock")
-    ctx = multiprocessing.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(path, ready, release))
-    holder.start()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, path], stdout=subprocess.PIPE, text=True)
     try:
-        assert ready.wait(60)
+        assert holder.stdout.readline() == "held\n"
         with pytest.raises(os_support.LockBusy):
             with exclusive_lock(path, wait=False):
                 pass
-        holder.kill()  # killed while holding it: the OS drops the lock
-        holder.join(30)
-        with exclusive_lock(path, wait=False):  # free now
-            inner: list[str] = []
-
-            def other_thread() -> None:
-                try:
-                    with exclusive_lock(path, wait=False):
-                        inner.append("got it")
-                except os_support.LockBusy:
-                    inner.append("busy")
-
-            t = threading.Thread(target=other_thread)
-            t.start()
-            t.join(10)
-            assert inner == ["busy"]  # another thread of the same process is excluded too
     finally:
-        release.set()
-        holder.join(10)
+        holder.kill()  # killed while holding it: the OS drops the lock
+        holder.wait(30)
+    with exclusive_lock(path, wait=False):  # free now
+        inner: list[str] = []
+
+        def other_thread() -> None:
+            try:
+                with exclusive_lock(path, wait=False):
+                    inner.append("got it")
+            except os_support.LockBusy:
+                inner.append("busy")
+
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join(10)
+        assert inner == ["busy"]  # another thread of the same process is excluded too
 
 
 def test_waiting_for_a_lock_calls_on_wait_once(tmp_path):
     path = tmp_path / "y.lock"
     waited: list[float] = []
     with exclusive_lock(path):
-        t = threading.Thread(target=lambda: exclusive_lock(path, on_wait=lambda: waited.append(1)).__enter__())
+        def wait_for_it() -> None:
+            with exclusive_lock(path, on_wait=lambda: waited.append(1)):
+                waited.append(2)
+
+        t = threading.Thread(target=wait_for_it)
         t.start()
         time.sleep(0.3)
         assert waited == [1] and t.is_alive()
     t.join(10)
-    assert not t.is_alive()
+    assert not t.is_alive() and waited == [1, 2]
 
 
 def test_cache_dir_follows_the_os(monkeypatch, tmp_path):

@@ -21,11 +21,12 @@ from edvr_vs.chunks import Chunk, chunk_sizes, plan_chunks
 from edvr_vs.cluster import session
 from edvr_vs.cluster.manifest import WorkDir, WorkDirError, source_identity
 from edvr_vs.cluster.planning import PlanThread
-from edvr_vs.cluster.pool import WorkerPool
+from edvr_vs.cluster.pool import LOST_TIMEOUT_S, WorkerPool
 from edvr_vs.cluster.session import ClusterError
 from edvr_vs.job import Job
 from edvr_vs.media import check_encoding, check_output, concat, fmt_time
 from edvr_vs.os_support import say
+from edvr_vs.timestamps import FrameTimes
 from edvr_vs.video_tags import VideoTags
 
 core = vs.core
@@ -44,6 +45,8 @@ class Report:
     computed: int = 0
     retried: int = 0
     plan_s: float = 0.0  # scanning the source for cuts (overlaps the rest)
+    scan_spans: int = 0  # spans the scan was split into (0: the cuts of an earlier run were reused)
+    spans_by_workers: int = 0  # ... of which idle workers scanned
     start_s: float = 0.0  # Ray started and the first worker ready (model loaded)
     compute_s: float = 0.0  # from starting Ray to the last chunk done
     concat_s: float = 0.0
@@ -86,30 +89,32 @@ def _compute(run: _Run, plan: PlanThread, pool: WorkerPool) -> None:
         run.take_plan(plan)
         if plan.complete and not run.pending and not pool.running:
             break
-        if run.pending or pool.running:
-            for c, result in pool.step(run.pending, timeout=0.5):
-                run.work.record(c, result)
-                computed += c.frames
-                run.report.computed += 1
-        else:
-            time.sleep(0.1)  # waiting for the plan
+        for c, result in pool.step(run.pending, timeout=0.5):  # idle workers scan while no chunk waits
+            run.work.record(c, result)
+            computed += c.frames
+            run.report.computed += 1
         now = computed + pool.progress()
         elapsed = time.monotonic() - t0
         fps = now / elapsed if elapsed > 0 else 0.0
         eta = (run.report.frames - run.frames_done - now) / fps if fps > 0 else 0.0
         planned = f"{len(run.chunks)}{'' if plan.complete else '+'}"
         say(f"\redvr-vs: {run.frames_done + now}/{run.report.frames} frames, {fps:.2f} fps, ETA {fmt_time(eta)}, "
-            f"workers {pool.alive()}, chunks {len(run.work.manifest['done'])}/{planned}, {pool.retried} retried ")
+            f"workers {pool.alive()}, chunks {len(run.work.manifest['done'])}/{planned}, {pool.retried} retried"
+            f"{', ' + pool.losses() if pool.workers_lost or pool.nodes_lost else ''} ")
     say("\n")
 
 
 def _run_pool(run: _Run, plan: PlanThread, workers: int | None, cluster: str | None, device: str | None,
-              retries: int) -> None:
+              retries: int, lost_timeout: float, stall_timeout: float | None, times: FrameTimes | None,
+              first: int) -> None:
     t0 = time.monotonic()
     say(f"edvr-vs: joining the Ray cluster at {cluster}\n" if cluster else "edvr-vs: starting a local Ray instance\n")
     ray = session.start(cluster, workers)
     try:
-        pool = WorkerPool(ray, run.job, session.slots(ray, workers, device), run.work, retries)
+        pool = WorkerPool(ray, run.job, session.slots(ray, workers, device), run.work, retries,
+                          lost_timeout=lost_timeout, stall_timeout=stall_timeout,
+                          grow_device=device if cluster is not None and workers is None else False,
+                          times=times, first=first, spans=plan.spans)
         try:
             _compute(run, plan, pool)
         finally:
@@ -124,9 +129,14 @@ def _run_pool(run: _Run, plan: PlanThread, workers: int | None, cluster: str | N
 
 def run_distributed(job: Job, output: Path, *, workers: int | None = None, cluster: str | None = None,
                     device: str | None = None, min_chunk: int | None = None, max_chunk: int | None = None,
-                    work_dir: Path | None = None, retries: int = RETRIES) -> Report:
-    """Compute ``job`` on Ray workers into ``output``; see the module docstring. A run that fails or is
-    interrupted keeps the finished segments for the next run (and removes the folder when there are none)."""
+                    work_dir: Path | None = None, retries: int = RETRIES, lost_timeout: float = LOST_TIMEOUT_S,
+                    stall_timeout: float | None = None) -> Report:
+    """Compute ``job`` on Ray workers into ``output``; see the module docstring and ``WorkerPool`` (what
+    ``lost_timeout`` and ``stall_timeout`` bound). A run that fails or is interrupted keeps the finished
+    segments for the next run (and removes the folder when there are none)."""
+    for name, value in (("--lost-timeout", lost_timeout), ("--stall-timeout", stall_timeout)):
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise ClusterError(f"{name} must be a positive number of seconds, got {value!r}")
     session.require_ray()
     session.check_request(workers, device, cluster)
     try:
@@ -146,12 +156,12 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     radius = config.radius
     check_encoding(core.std.BlankClip(clip, width=clip.width * config.scale, height=clip.height * config.scale),
                    output, job.encoder, list(job.encoder_args))
-    streams = job.passthrough(output, clip, first)
+    times = job.frame_times()
+    streams = job.passthrough(output, clip, first, times)
     for note in streams.notes if streams else ():
         say(f"edvr-vs: {note}\n")
-    if job.frame_times() is not None:
-        say(f"edvr-vs: the source has a variable frame rate; with --workers/--cluster the output is written at a "
-            f"constant {clip.fps_num}/{clip.fps_den} fps (a single-process run keeps its timestamps)\n")
+    if times is not None:
+        say(f"edvr-vs: variable frame rate: the output keeps the source's timestamps ({len(times.pts)} frames)\n")
     created = not work.path.exists()
     work.lock()
     try:
@@ -180,10 +190,12 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
                     run.take_plan(plan)
                     time.sleep(0.01)
             else:
-                _run_pool(run, plan, workers, cluster, device, retries)
+                _run_pool(run, plan, workers, cluster, device, retries, lost_timeout, stall_timeout, times, first)
         finally:
             plan.close()
         run.report.plan_s = plan.seconds
+        if plan.spans is not None:
+            run.report.scan_spans, run.report.spans_by_workers = len(plan.spans.bounds), plan.spans.by_workers
     except BaseException:
         if fresh and not work.manifest.get("done"):
             work.remove()
@@ -191,8 +203,9 @@ def run_distributed(job: Job, output: Path, *, workers: int | None = None, clust
     rep = run.report
     rep.chunks, rep.context_frames = len(run.chunks), sum(c.context for c in run.chunks)
     t0 = time.monotonic()
-    concat([work.segment(c) for c in run.chunks], output, [c.frames / clip.fps for c in run.chunks],
-           VideoTags.of(clip), streams)
+    durations = [times.seconds(first + c.stop) - times.seconds(first + c.start) if times else c.frames / clip.fps
+                 for c in run.chunks]
+    concat([work.segment(c) for c in run.chunks], output, durations, VideoTags.of(clip), streams)
     rep.concat_s = time.monotonic() - t0
     work.remove()
     return rep

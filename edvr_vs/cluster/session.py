@@ -43,11 +43,16 @@ class Slot:
 
     device: str
     threads: int | None = None
+    node: str | None = None  # a Ray node id: the worker goes there (a node that joined mid-run)
 
     def actor_options(self) -> dict[str, object]:
-        if self.device == "cuda":
-            return {"num_gpus": 1, "num_cpus": 1}
-        return {"num_cpus": 1, "scheduling_strategy": "SPREAD"}  # CPU workers on different nodes first
+        options: dict[str, object] = {"num_gpus": 1, "num_cpus": 1} if self.device == "cuda" else \
+            {"num_cpus": 1, "scheduling_strategy": "SPREAD"}  # CPU workers on different nodes first
+        if self.node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.node, soft=False)
+        return options
 
 
 def start(cluster: str | None, workers: int | None) -> ModuleType:
@@ -111,3 +116,14 @@ def slots(ray: ModuleType, workers: int | None, device: str | None) -> list[Slot
     import torch
 
     return [Slot("cuda")] * on_gpu + [Slot("cpu", torch.get_num_threads())] * (count - on_gpu)
+
+
+def slots_for_node(node: dict[str, object], device: str | None) -> list[Slot]:
+    """The workers a node that joined mid-run gets, as ``slots`` would have sized it: one per GPU (unless
+    ``device`` is ``"cpu"``), else one CPU worker; none for a GPU-only run on a node without GPUs."""
+    import torch
+
+    gpus = 0 if device == "cpu" else int(node.get("Resources", {}).get("GPU", 0))
+    if gpus:
+        return [Slot("cuda", node=node["NodeID"])] * gpus
+    return [] if device == "cuda" else [Slot("cpu", torch.get_num_threads(), node=node["NodeID"])]
