@@ -3,7 +3,7 @@ host its own address, a token-authenticated ``ray start --head`` in one and ``ra
 the other, and ``edvr-vs run --cluster`` from the head on a folder both see.
 
 Checked: the output equals a single-process run while the second host's raylet is killed mid-chunk (its
-chunk is retried on the head); Ray's listening sockets are on the namespaces' own addresses; a client
+chunk is retried on the head; Ray's health checks may notice the lost node only after the run); Ray's listening sockets are on the namespaces' own addresses; a client
 with the wrong token is refused. The addresses are in 198.18.0.0/15 (RFC 2544's benchmarking range), on
 interfaces that exist only inside the namespaces this test makes and removes, with every process in them.
 """
@@ -183,6 +183,6 @@ def test_two_hosts_one_lost_mid_run(job, tmp_path):
                 driver.kill()
                 driver.communicate()
         assert driver.returncode == 0, err[-3000:]
-        assert "lost the Ray node" in err and "failed on" in err, err[-3000:]
+        assert "failed on" in err, err[-3000:]
         assert report_counts(err)[2] >= 1  # the lost host's chunk, retried on the head
         assert_same_file(out, job["single"])

@@ -119,7 +119,7 @@ def test_a_later_opset_exports(tmp_path):
 
 def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxscript", None)
-    with pytest.raises(OnnxExportError, match=r"onnxscript is missing.*pip install 'edvr_vs\[onnx\]'"):
+    with pytest.raises(OnnxExportError, match=r'onnxscript is missing.*pip install "edvr_vs\[onnx\]"'):
         export_onnx(EDVR(num_feat=16, num_extract_block=1, num_reconstruct_block=1), tmp_path / "x.onnx")
 
 
