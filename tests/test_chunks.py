@@ -38,6 +38,18 @@ def test_cuts_found_in_real_footage(cut_clip):
     assert scenes.scene_starts(scenes.mark_cuts(clip, None)) == []
 
 
+def drain(plan: PlanThread) -> list[Chunk]:
+    """Every chunk ``plan`` hands out until it is complete (within a minute); then it is closed."""
+    chunks = []
+    deadline = time.monotonic() + 60
+    while not plan.complete and time.monotonic() < deadline:
+        chunks += plan.take()
+        time.sleep(0.01)
+    plan.close()
+    assert plan.complete
+    return chunks
+
+
 @pytest.mark.parametrize("span", [1, 7, 8, 15, 30, 100])
 def test_spans_scanned_apart_find_the_cuts_of_one_scan(cut_clip, span):
     """Cuts at 8 and 30: with spans of 8 and 15 (and 1) a cut falls on a span's first frame, with 7 and
@@ -64,13 +76,7 @@ def test_split_plan_equals_one_scan_whoever_scans_which_span(cut_clip):
         plan.spans.done(i, list(scenes.iter_scene_starts(marked, None, *plan.spans.bounds[i])), by_worker=True)
     if i is not None:
         plan.spans.give_back(i)
-    chunks = []
-    deadline = time.monotonic() + 60
-    while not plan.complete and time.monotonic() < deadline:
-        chunks += plan.take()
-        time.sleep(0.01)
-    plan.close()
-    assert plan.complete and plan.starts == CUT_CLIP_STARTS and chunks == want
+    assert drain(plan) == want and plan.starts == CUT_CLIP_STARTS
     assert taken[0] == len(plan.spans.bounds) - 1 == failed  # workers take from the back
     assert plan.spans.by_workers == 3 and len(plan.spans.results) == len(plan.spans.bounds)
 
@@ -236,14 +242,8 @@ def test_manifest_resumes_and_refuses_other_jobs(tmp_path, cut_clip):
 def test_plan_thread_streams_the_same_plan_and_stops_when_closed(cut_clip):
     clip = open_source(cut_clip)
     plan = PlanThread(clip, scenes.DEFAULT_THRESHOLD, 2, 4, 8)
-    got = []
-    deadline = time.monotonic() + 60
-    while not plan.complete and time.monotonic() < deadline:
-        got += plan.take()
-        time.sleep(0.01)
-    plan.close()
-    assert plan.complete and plan.starts == CUT_CLIP_STARTS
-    assert got == plan_chunks(CUT_CLIP_FRAMES, CUT_CLIP_STARTS, 2, 4, 8)
+    assert drain(plan) == plan_chunks(CUT_CLIP_FRAMES, CUT_CLIP_STARTS, 2, 4, 8)
+    assert plan.starts == CUT_CLIP_STARTS
     slow = core.std.FrameEval(clip, lambda n: (time.sleep(0.05), clip)[1])  # 50 ms a frame
     stopped = PlanThread(slow, scenes.DEFAULT_THRESHOLD, 2, 4, 8)
     time.sleep(0.2)

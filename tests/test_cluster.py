@@ -123,6 +123,14 @@ def wait_for(what, timeout: float = LIMIT_S, proc: subprocess.Popen | None = Non
     pytest.fail("timed out")
 
 
+def chunks_done(parts: Path) -> int:
+    """Finished chunks in a running job's manifest (0 while it cannot be read)."""
+    try:
+        return len(json.loads((parts / "manifest.json").read_text())["done"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def test_two_workers_equal_one_process(job, tmp_path):
     out = tmp_path / "dist.mkv"
     res = run_cli([*base_args(job, out), "--workers", "2", *SMALL_CHUNKS])
@@ -147,14 +155,7 @@ def test_interrupted_driver_resumes_and_changed_jobs_are_refused(job, tmp_path):
     out = tmp_path / "dist.mkv"
     parts = tmp_path / "dist.mkv.parts"
     proc = spawn([*base_args(job, out), "--workers", "1", *SMALL_CHUNKS])
-
-    def some_done() -> bool:
-        try:
-            return len(json.loads((parts / "manifest.json").read_text())["done"]) >= 2
-        except (OSError, ValueError, KeyError):
-            return False
-
-    wait_for(some_done, proc=proc)
+    wait_for(lambda: chunks_done(parts) >= 2, proc=proc)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
     err = finish(proc, timeout=60)
     assert proc.returncode == 130, err[-2000:]
@@ -211,14 +212,7 @@ def test_lost_node_ends_the_run_within_the_bound_and_a_rerun_completes(job, tmp_
     out = tmp_path / "dist.mkv"
     parts = tmp_path / "dist.mkv.parts"
     proc = spawn([*base_args(job, out), "--workers", "1", *SMALL_CHUNKS, "--lost-timeout", "15"])
-
-    def some_done() -> bool:
-        try:
-            return len(json.loads((parts / "manifest.json").read_text())["done"]) >= 1
-        except (OSError, ValueError, KeyError):
-            return False
-
-    wait_for(some_done, proc=proc)
+    wait_for(lambda: chunks_done(parts) >= 1, proc=proc)
     agents = _processes(b"ray::DashboardAgent")
     assert agents, "no DashboardAgent found"
     t = time.monotonic()

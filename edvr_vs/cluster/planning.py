@@ -89,7 +89,7 @@ class PlanThread:
             return
         marked = mark_cuts(self.clip, self.threshold)
         for i, (a, b) in enumerate(self.spans.bounds):
-            while (starts := self.spans.wait(i, timeout=0.05)) is None:
+            while (starts := self.spans.results.get(i)) is None:
                 if self._stop.is_set():
                     return
                 if self.spans.take(i) is not None:
@@ -97,6 +97,8 @@ class PlanThread:
                     if self._stop.is_set():
                         return
                     self.spans.done(i, found, by_worker=False)
+                else:  # a worker has it
+                    self.spans.wait(i, timeout=0.05)
             yield from starts
 
     def _run(self) -> None:
