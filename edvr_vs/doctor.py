@@ -2,11 +2,11 @@
 a model runs on every device.
 
 The report (``report()``, a JSON-able dict): ``versions`` (Python, torch and its CUDA, CuPy, NVRTC and the
-CUDA headers it compiles with, VapourSynth, the source plugins, ffmpeg), ``devices`` (the CPU and every GPU torch sees: name, memory, compute
-capability), ``kernels`` (``edvr_vs.selfcheck`` per kernel, device and dtype; "not applicable" on the
-CPU, which converts with zimg and samples with torch), ``benchmark`` (steady-state fps of the model on
-each device, at ``BENCH_SIZE`` for that device, for about ``seconds``) and ``problems``: the reasons
-for a non-zero exit, empty when everything that exists works.
+CUDA headers it compiles with, VapourSynth, the source plugins, ffmpeg), ``devices`` (the CPU and every
+GPU torch sees: name, memory, compute capability), ``kernels`` (``edvr_vs.selfcheck`` per kernel, device
+and dtype; "not applicable" on the CPU, which converts with zimg and samples with torch), ``benchmark``
+(steady-state fps of the model on each device, at ``BENCH_SIZE`` for that device, for about ``seconds``)
+and ``problems``: the reasons for a non-zero exit, empty when everything that exists works.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def versions() -> dict[str, object]:
     plugins = {ns: ".".join(map(str, getattr(core, ns).version)) if hasattr(core, ns) else None
                for ns in ("bs", "lsmas")}
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-            "torch_cuda": torch.version.cuda, "cupy": cupy_version, "nvrtc": kernel_loader.toolchain(), "vapoursynth": core.core_version.release_major,
+            "torch_cuda": torch.version.cuda, "cupy": cupy_version, "nvrtc": kernel_loader.toolchain(),
+            "vapoursynth": core.core_version.release_major,
             "vapoursynth_wheel": _version("vapoursynth"), "source_plugins": plugins, "ffmpeg": ffmpeg,
             "edvr_vs": _version("edvr_vs")}
 

@@ -86,7 +86,8 @@ def cuda_include_dirs() -> list[str]:
         try:
             import cupy.cuda
 
-            roots += [Path(cupy.cuda.get_cuda_path())] if cupy.cuda.get_cuda_path() else []
+            if root := cupy.cuda.get_cuda_path():
+                roots.append(Path(root))
         except Exception:  # noqa: BLE001 - a broken CuPy install: the other places may still serve
             pass
     roots += [Path(os.environ[v]) for v in ("CUDA_PATH", "CUDA_HOME") if os.environ.get(v)]

@@ -10,6 +10,7 @@ Failures raise ``MediaError`` with a message that names the file or the tool.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -136,10 +137,8 @@ def _run_ffmpeg(cmd: list[str], output: Path, what: str, feed: Callable[[subproc
                         raise MediaError(f"ffmpeg ({what}) {ended(proc.returncode)}: {_reason(log)}") from None
                     raise
                 finally:
-                    try:
+                    with contextlib.suppress(OSError):  # ffmpeg gone: its exit status tells why
                         proc.stdin.close()
-                    except OSError:  # ffmpeg gone: its exit status tells why
-                        pass
             rc = proc.wait()
             if rc != 0:
                 raise MediaError(f"ffmpeg ({what}) {ended(rc)}: {_reason(log)}")

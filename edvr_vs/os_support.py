@@ -117,11 +117,11 @@ class ReplaceError(OSError):
     """A finished file could not be moved into place; the message names where it was kept."""
 
 
-def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str], wait_s: float = REPLACE_WAIT_S) -> None:
-    """``os.replace(src, dst)``, retried for up to ``wait_s`` while something holds ``dst`` open (Windows
-    refuses then: PermissionError, WinError 5 or 32). If it still fails, ``src`` is left as it is and
-    ReplaceError names it."""
-    deadline = time.monotonic() + wait_s
+def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """``os.replace(src, dst)``, retried for up to ``REPLACE_WAIT_S`` while something holds ``dst`` open
+    (Windows refuses then: PermissionError, WinError 5 or 32). If it still fails, ``src`` is left as it is
+    and ReplaceError names it."""
+    deadline = time.monotonic() + REPLACE_WAIT_S
     delay = 0.05
     while True:
         try:

@@ -2,12 +2,12 @@
 
 Weights live in the cache directory: ``$EDVR_VS_HOME``, else the OS's own
 (``edvr_vs.os_support.cache_dir``: ``$XDG_CACHE_HOME/edvr_vs`` or ``~/.cache/edvr_vs`` on Linux,
-``~/Library/Caches/edvr_vs`` on macOS, ``%LOCALAPPDATA%\\edvr_vs\\Cache`` on Windows). A download goes to ``<file>.part`` (resumed with an HTTP
-range request when the server allows it, restarted cleanly when not), is checked
-against the zoo's sha256 (full hash or file-name prefix), and only then renamed into
-place; the full hash is recorded beside it in ``<file>.sha256``. A file put there by
-hand is verified the same way on first use. ``EDVR_VS_OFFLINE=1`` never connects and
-says which file to put where.
+``~/Library/Caches/edvr_vs`` on macOS, ``%LOCALAPPDATA%\\edvr_vs\\Cache`` on Windows). A download
+goes to ``<file>.part`` (resumed with an HTTP range request when the server allows it, restarted cleanly
+when not), is checked against the zoo's sha256 (full hash or file-name prefix), and only then renamed
+into place; the full hash is recorded beside it in ``<file>.sha256`` (read and written under the lock).
+A file put there by hand is verified the same way on first use. ``EDVR_VS_OFFLINE=1`` never connects
+and says which file to put where.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def venv_python(venv: Path, windows: bool = WINDOWS) -> Path:
 
 
 def setup_venv(venv: Path = REPO / ".venv") -> Path:
-    """Create or reuse `venv`, install edvr_vs (editable, with its test, cluster and onnx extras) when
+    """Create or reuse `venv`, install edvr_vs (editable, with the EXTRAS) when
     STAMPED changed since the last installation, and point VapourSynth at it; return its interpreter."""
     python = venv_python(venv)
     if not is_new_enough(str(python)):

@@ -134,7 +134,6 @@ def test_a_replace_that_keeps_failing_keeps_the_finished_file(tmp_path, monkeypa
     fake, _ = _refuse(10 ** 6)
     monkeypatch.setattr(os, "replace", fake)
     monkeypatch.setattr(os_support, "REPLACE_WAIT_S", 0.3)
-    monkeypatch.setattr(os_support.replace, "__defaults__", (0.3,))
     (tmp_path / "out.mkv").write_bytes(b"old")
     with pytest.raises(ReplaceError) as err:
         with atomic_output(tmp_path / "out.mkv") as tmp:
